@@ -1,0 +1,7 @@
+"""`python -m hpd` runs the CLI."""
+
+from __future__ import annotations
+
+from hpd.cli import main
+
+main()

@@ -1,0 +1,385 @@
+"""The ``hpd`` command line (click): parsing and printing only; the daemon does the work.
+
+Every listing command prints a table for people and, with ``--json``, stable keys for programs
+(documented in the README). Errors go to stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from hpd.client import Client
+from hpd.errors import DaemonNotRunning, HpdError, RemoteError, SpecError
+from hpd.paths import layout
+
+STATE_DIR = click.option(
+    "--state-dir",
+    envvar="HPD_HOME",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="State directory (default: $HPD_HOME, else ~/.local/state/hpd).",
+)
+JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _client(state_dir: str | None) -> Client:
+    return Client(state_dir)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"hpd: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except SpecError as exc:
+        for line in exc.errors:
+            click.echo(line, err=True)
+        sys.exit(2)
+    except RemoteError as exc:
+        if exc.code == "SpecError":
+            for line in str(exc).splitlines():
+                click.echo(line, err=True)
+            sys.exit(2)
+        _fail(str(exc))
+    except DaemonNotRunning as exc:
+        _fail(str(exc), 3)
+    except HpdError as exc:
+        _fail(str(exc))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[_fmt(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for r in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _print(obj: Any, as_json: bool, human: Callable[[Any], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, indent=2))
+    else:
+        human(obj)
+
+
+@click.group()
+@click.version_option(package_name="hpd")
+def main() -> None:
+    """hpd: a hyperparameter-search daemon (asynchronous successive halving on your GPUs)."""
+
+
+# -- daemon ------------------------------------------------------------------------------
+
+
+@main.command()
+@STATE_DIR
+@click.option("--foreground", is_flag=True, help="Run in the foreground (for systemd).")
+@click.option("--gpus", default="auto", show_default=True, help="auto, none, or indices like 0,2.")
+@click.option("--slots-per-gpu", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--cpu-slots", default=0, type=click.IntRange(0, 1024), help="CPU slots (0 = one per core)."
+)
+@click.option(
+    "--grace",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="Seconds a stopping trial gets to checkpoint.",
+)
+def start(
+    state_dir: str | None,
+    foreground: bool,
+    gpus: str,
+    slots_per_gpu: int,
+    cpu_slots: int,
+    grace: float,
+) -> None:
+    """Start the daemon (detaches unless --foreground)."""
+    lay = layout(state_dir)
+    if _answers(state_dir):
+        _fail(f"already running (state dir {lay.state})")
+    if foreground:
+        from hpd.daemon import AlreadyRunning, Config, serve_forever
+
+        cfg = Config(
+            lay, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots, grace_s=grace
+        )
+        try:
+            serve_forever(cfg)
+        except AlreadyRunning as exc:
+            _fail(f"already running: {exc}")
+        except HpdError as exc:
+            _fail(str(exc))
+        return
+    lay.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    argv = [
+        sys.executable,
+        "-m",
+        "hpd",
+        "start",
+        "--foreground",
+        "--state-dir",
+        str(lay.state),
+        "--gpus",
+        gpus,
+        "--slots-per-gpu",
+        str(slots_per_gpu),
+        "--cpu-slots",
+        str(cpu_slots),
+        "--grace",
+        str(grace),
+    ]
+    with open(lay.daemon_log, "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if _answers(state_dir):
+            click.echo(f"hpd started (pid {proc.pid}, state dir {lay.state})")
+            return
+        if proc.poll() is not None:
+            tail = lay.daemon_log.read_text(errors="replace").splitlines()[-5:]
+            _fail("the daemon exited at start:\n" + "\n".join(tail))
+        time.sleep(0.05)
+    _fail(f"the daemon did not answer within 30 s; see {lay.daemon_log}")
+
+
+def _answers(state_dir: str | None) -> bool:
+    try:
+        with Client(state_dir, timeout=2) as c:
+            c.ping()
+        return True
+    except (HpdError, OSError):
+        return False
+
+
+@main.command()
+@STATE_DIR
+@click.option("--wait/--no-wait", default=True, help="Wait until the daemon has exited.")
+def stop(state_dir: str | None, wait: bool) -> None:
+    """Stop the daemon gracefully: trials checkpoint and resume at the next start."""
+    info = _run(lambda: _client(state_dir).call("ping"))
+    _run(lambda: _client(state_dir).call("stop"))
+    if wait:
+        while _pid_alive(int(info["pid"])):
+            time.sleep(0.05)
+    click.echo("hpd stopped")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- experiments ---------------------------------------------------------------------------
+
+
+@main.command()
+@STATE_DIR
+@JSON
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+def submit(state_dir: str | None, as_json: bool, spec: str) -> None:
+    """Submit a search spec (TOML, YAML or JSON); prints the experiment id."""
+    exp = _run(lambda: _client(state_dir).submit(spec))
+    click.echo(json.dumps({"id": exp.id}) if as_json else str(exp.id))
+
+
+def _key_values(d: dict[str, Any]) -> None:
+    for k, v in d.items():
+        click.echo(f"{k}: {_fmt(v)}")
+
+
+def _status_rows(items: list[dict[str, Any]]) -> None:
+    rows = []
+    for s in items:
+        b = s.get("best") or {}
+        counts = " ".join(f"{k}:{v}" for k, v in sorted(s["trials"].items()))
+        rows.append(
+            [
+                s["id"],
+                s["name"],
+                s["state"],
+                counts,
+                b.get("value"),
+                b.get("trial"),
+                f"{s['elapsed_s']:.0f}s",
+            ]
+        )
+    _table(["id", "name", "state", "trials", "best", "best trial", "elapsed"], rows)
+
+
+@main.command("ls")
+@STATE_DIR
+@JSON
+def ls_(state_dir: str | None, as_json: bool) -> None:
+    """List experiments."""
+    _print(_run(lambda: _client(state_dir).call("ls")), as_json, _status_rows)
+
+
+@main.command()
+@STATE_DIR
+@JSON
+@click.argument("exp", type=int, required=False)
+def status(state_dir: str | None, as_json: bool, exp: int | None) -> None:
+    """One experiment's state, trial counts and best result (the daemon's, without EXP)."""
+    if exp is None:
+        info = _run(lambda: _client(state_dir).call("daemon"))
+        _print(info, as_json, _key_values)
+        return
+    _print(
+        _run(lambda: _client(state_dir).call("status", exp=exp)),
+        as_json,
+        lambda s: _status_rows([s]),
+    )
+
+
+@main.command()
+@STATE_DIR
+@JSON
+@click.argument("exp", type=int)
+def trials(state_dir: str | None, as_json: bool, exp: int) -> None:
+    """Every trial of an experiment: state, rung, results, GPU, attempts."""
+
+    def human(items: list[dict[str, Any]]) -> None:
+        rows = [
+            [
+                t["id"],
+                t["state"],
+                t["rung"],
+                t["epoch"],
+                t["results"].get(str(t["rung"])),
+                t["gpu"],
+                t["attempts"],
+                t["params"],
+            ]
+            for t in items
+        ]
+        _table(["id", "state", "rung", "epoch", "value", "gpu", "attempts", "params"], rows)
+
+    _print(_run(lambda: _client(state_dir).call("trials", exp=exp)), as_json, human)
+
+
+@main.command()
+@STATE_DIR
+@JSON
+@click.argument("exp", type=int)
+def best(state_dir: str | None, as_json: bool, exp: int) -> None:
+    """The best configuration so far."""
+
+    def human(b: dict[str, Any] | None) -> None:
+        if not b:
+            click.echo("no result yet")
+            return
+        click.echo(f"trial {b['trial']}: {b['value']:.6g} at rung {b['rung']}")
+        for k, v in b["params"].items():
+            click.echo(f"  {k} = {_fmt(v)}")
+
+    _print(_run(lambda: _client(state_dir).call("best", exp=exp)), as_json, human)
+
+
+@main.command()
+@STATE_DIR
+@JSON
+@click.argument("exp", type=int)
+def events(state_dir: str | None, as_json: bool, exp: int) -> None:
+    """The decision log: why each trial was created, promoted, stopped or failed."""
+
+    def human(items: list[dict[str, Any]]) -> None:
+        skip = {"seq", "time", "type", "trial"}
+        rows = [
+            [
+                e["seq"],
+                time.strftime("%H:%M:%S", time.localtime(e["time"])),
+                e["type"],
+                e["trial"],
+                {k: v for k, v in e.items() if k not in skip},
+            ]
+            for e in items
+        ]
+        _table(["seq", "time", "type", "trial", "details"], rows)
+
+    _print(_run(lambda: _client(state_dir).call("events", exp=exp)), as_json, human)
+
+
+def _state_command(op: str, doc: str) -> None:
+    @main.command(name=op, help=doc)
+    @STATE_DIR
+    @JSON
+    @click.argument("exp", type=int)
+    def cmd(state_dir: str | None, as_json: bool, exp: int) -> None:
+        r = _run(lambda: _client(state_dir).call(op, exp=exp))
+        click.echo(json.dumps(r) if as_json else f"experiment {r['id']}: {r['state']}")
+
+
+_state_command("pause", "Pause: running trials checkpoint and free their GPUs.")
+_state_command("resume", "Resume a paused experiment from its checkpoints.")
+_state_command("cancel", "Cancel an experiment (running trials are stopped).")
+
+
+@main.command()
+@STATE_DIR
+@click.argument("trial", type=int)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the trial writes.")
+def logs(state_dir: str | None, trial: int, follow: bool) -> None:
+    """A trial's stdout and stderr, all segments."""
+    c = _client(state_dir)
+    offset = 0
+    while True:
+        r = _run(lambda: c.call("logs", trial=trial, offset=offset))
+        if r["text"]:
+            click.echo(r["text"], nl=False)
+        offset = r["offset"]
+        if not follow or (r["final"] and not r["text"]):
+            return
+        if not r["text"]:
+            time.sleep(0.5)
+
+
+@main.command()
+@STATE_DIR
+@click.argument("exp", type=int)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True
+)
+def export(state_dir: str | None, exp: int, fmt: str) -> None:
+    """All results, per-epoch metrics included."""
+    r = _run(lambda: _client(state_dir).call("export", exp=exp, format=fmt))
+    click.echo(r["csv"] if fmt == "csv" else json.dumps(r, indent=2), nl=fmt != "csv")
+
+
+@main.command()
+@STATE_DIR
+def tui(state_dir: str | None) -> None:
+    """The terminal UI."""
+    try:
+        from tui.app import run  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        _fail(f"the terminal UI is not available: {exc}")
+    run(state_dir)

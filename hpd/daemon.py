@@ -1,0 +1,970 @@
+"""The daemon: the asyncio loop that wires store, ladder, GPUs, workers and the server.
+
+Owns the lifecycle (single instance per state dir, crash-only start = recovery, graceful stop),
+the scheduling loop (fill free slots: requeued segments first, then the ladder's decision) and
+the request handlers. Every state change is persisted (one transaction) *before* the in-memory
+ladder applies it and before anyone is told, so a kill at any moment loses nothing that was
+acknowledged. Must never run SQL itself (store.py does), call NVML (gpus.py) or parse specs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpd import __version__, asha, gpus, procs, protocol, views
+from hpd.errors import HpdError, SpecError, StoreError
+from hpd.experiment import (
+    FINAL_EXPERIMENT_STATES,
+    FINAL_TRIAL_STATES,
+    Experiment,
+    Trial,
+    reason_dict,
+)
+from hpd.paths import Layout
+from hpd.server import Server
+from hpd.spec import parse_spec
+from hpd.store import (
+    LADDER_EVENTS,
+    AttemptIn,
+    AttemptUpdate,
+    ExperimentIn,
+    ExperimentState,
+    NewEvent,
+    Op,
+    Report,
+    ResultIn,
+    Store,
+    TrialIn,
+    TrialsOfExperiment,
+    TrialUpdate,
+    next_ids,
+)
+from hpd.workers import CommandSegment, Launch, Outcome, WarmWorker, WorkerPool, trial_environment
+
+logger = logging.getLogger(__name__)
+
+_CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
+
+
+class AlreadyRunning(HpdError):
+    """Another daemon holds this state dir."""
+
+
+@dataclass
+class Config:
+    layout: Layout
+    gpus: str = "auto"
+    slots_per_gpu: int = 1
+    cpu_slots: int = 0  # 0 = one per CPU core
+    grace_s: float = 10.0
+    idle_timeout_s: float = 600.0
+    gpu_sample_s: float = 2.0
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class Running:
+    """A segment in flight."""
+
+    exp: Experiment
+    trial: Trial
+    attempt: int
+    lease: gpus.Lease
+    started: float
+    last_progress: float
+    proc: CommandSegment | WarmWorker | None = None
+    result: float | None = None
+    stop_reason: str | None = None  # pause | cancel | shutdown | timeout
+    task: asyncio.Task[None] | None = None
+    kill_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class Ids:
+    experiments: int
+    trials: int
+    attempts: int
+
+    def take(self, kind: str) -> int:
+        value = int(getattr(self, kind))
+        setattr(self, kind, value + 1)
+        return value
+
+
+@dataclass
+class DaemonState:
+    experiments: dict[int, Experiment] = field(default_factory=dict)
+    running: dict[int, Running] = field(default_factory=dict)  # by trial id
+    degraded: str | None = None
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.cfg = config
+        self.layout = config.layout
+        self.clock = config.clock
+        self.s = DaemonState()
+        self._mutex = asyncio.Lock()  # ladder decisions + their commits happen one at a time
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._lock_fd: int | None = None
+        self.store: Store
+        self.slots: gpus.SlotTable
+        self.probe: gpus.GpuProbe | None = None
+        self.samples: dict[str, gpus.GpuInfo] = {}
+        self.pool = WorkerPool(self.layout.state / "workers")
+        self.server = Server(self.layout.socket, self.handle, idle_timeout=config.idle_timeout_s)
+        self.ids = Ids(1, 1, 1)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # == lifecycle ==========================================================================
+
+    def acquire_lock(self) -> None:
+        self.layout.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(f"hpd is already running on {self.layout.state}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    async def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        self.acquire_lock()
+        self.store = await Store.open(self.layout.db)
+        try:
+            await self._start()
+            if on_ready:
+                on_ready()
+            await self._stopping.wait()
+            await self._shutdown()
+        finally:
+            await self.store.close()
+
+    async def _start(self) -> None:
+        self.probe = gpus.probe_from_env(self.cfg.gpus)
+        infos = self._select_gpus(self.probe.list() if self.probe else [])
+        self.samples = {g.uuid: g for g in infos}
+        cpu = self.cfg.cpu_slots or (os.cpu_count() or 1)
+        self.slots = gpus.SlotTable.build(
+            infos, slots_per_gpu=self.cfg.slots_per_gpu, cpu_slots=cpu
+        )
+        ids = await next_ids(self.store)
+        self.ids = Ids(ids["experiments"], ids["trials"], ids["attempts"])
+        await self._recover()
+        await self.server.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        self._tasks = [
+            asyncio.create_task(self._scheduler(), name="scheduler"),
+            asyncio.create_task(self._watchdog(), name="watchdog"),
+            asyncio.create_task(self._sample_gpus(), name="gpu_sampler"),
+        ]
+        logger.info(
+            "hpd %s ready on %s (%d slots)", __version__, self.layout.socket, len(self.slots.free)
+        )
+
+    def _select_gpus(self, infos: list[gpus.GpuInfo]) -> list[gpus.GpuInfo]:
+        chosen = gpus.parse_gpu_selection(self.cfg.gpus)
+        return [g for g in infos if chosen is None or g.index in chosen]
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        """Graceful: running trials get SIGTERM, checkpoint, and resume at the next start."""
+        for run in list(self.s.running.values()):
+            self._request_stop(run, "shutdown")
+        pending = [r.task for r in self.s.running.values() if r.task]
+        if pending:
+            await asyncio.wait(pending, timeout=self.cfg.grace_s + 5)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pool.close()
+        await self.server.close()
+        if self.probe:
+            self.probe.close()
+
+    # == recovery ===========================================================================
+
+    async def _recover(self) -> None:
+        """Starting is recovering: kill leftovers we can prove are ours, rebuild, requeue."""
+        now = self.clock()
+        ops: list[Op] = []
+        for a in await self.store.open_attempts():
+            if a.pgid and procs.is_same_process(a.pgid, a.start_ticks, a.boot_id):
+                procs.kill_group(a.pgid)
+            ops.append(AttemptUpdate(a.id, {"ended_at": now, "outcome": "lost"}))
+        if ops:
+            await self.store.commit("recover_attempts", ops)
+        for row in await self.store.experiments():
+            if row.state in FINAL_EXPERIMENT_STATES:
+                continue
+            exp = Experiment.new(
+                row.id, parse_spec(json.loads(row.spec)), row.state, row.created_at
+            )
+            events = await self.store.events(row.id, types=LADDER_EVENTS)
+            exp.replay(events, await self.store.trials(row.id))
+            await self._requeue_outstanding(exp, now)
+            self.s.experiments[exp.id] = exp
+
+    async def _requeue_outstanding(self, exp: Experiment, now: float) -> None:
+        ops: list[Op] = []
+        for t in exp.trials.values():
+            if exp.ladder.state_of(t.idx) != "running":
+                continue
+            if t.state != "queued":
+                t.state = "queued"
+                ops.append(TrialUpdate(t.id, {"state": "queued"}))
+                ops.append(self._event(exp.id, "segment_requeued", t.id, reason="daemon restarted"))
+            exp.queue.append(t)
+        if ops:
+            await self.store.commit("requeue", ops)
+
+    # == scheduling =========================================================================
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _scheduler(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._fill_slots()
+            except StoreError as exc:
+                self._degrade(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+
+    def _degrade(self, exc: Exception) -> None:
+        if self.s.degraded is None:
+            logger.error("store failed, degraded: %s", exc)
+        self.s.degraded = str(exc)
+
+    async def _fill_slots(self) -> None:
+        if self._stopping.is_set():
+            return
+        if self.s.degraded and not await self._store_healthy():
+            return
+        progress = True
+        while progress:  # round robin: one segment per experiment per pass
+            progress = False
+            for exp in list(self.s.experiments.values()):
+                if exp.state == "running" and await self._start_one(exp):
+                    progress = True
+
+    async def _store_healthy(self) -> bool:
+        try:
+            await self.store.commit("health", [])
+        except StoreError:
+            return False
+        self.s.degraded = None
+        return True
+
+    def _running_of(self, exp: Experiment) -> int:
+        return sum(1 for r in self.s.running.values() if r.exp is exp)
+
+    async def _start_one(self, exp: Experiment) -> bool:
+        res = exp.spec.resources
+        if self._running_of(exp) >= res.max_concurrent:
+            return False
+        lease = self.slots.acquire(
+            res.gpus_per_trial, min_free_memory_mb=res.min_free_memory_mb, samples=self.samples
+        )
+        if lease is None:
+            return False
+        async with self._mutex:
+            trial = await self._next_segment(exp)
+            if trial is None:
+                self.slots.release(lease)
+                await self._maybe_finish(exp)
+                return False
+            await self._launch(exp, trial, lease)
+        return True
+
+    async def _next_segment(self, exp: Experiment) -> Trial | None:
+        now = self.clock()
+        for t in exp.queue:
+            if t.not_before <= now:
+                exp.queue.remove(t)
+                return t
+        decision = exp.ladder.decide()
+        if isinstance(decision, asha.StartNew):
+            return await self._create_trial(exp, decision, now)
+        if isinstance(decision, asha.Promote):
+            return await self._promote(exp, decision, now)
+        return None
+
+    async def _create_trial(self, exp: Experiment, d: asha.StartNew, now: float) -> Trial:
+        params = exp.sampler.params_for(d.trial)
+        assert params is not None  # max_trials is capped at the sampler's capacity
+        t = Trial(
+            self.ids.take("trials"),
+            exp.id,
+            d.trial,
+            d.bracket,
+            dict(params),
+            "queued",
+            d.rung,
+            d.resource,
+        )
+        await self.store.commit(
+            "create_trial",
+            [
+                TrialIn(
+                    t.id,
+                    exp.id,
+                    t.idx,
+                    t.bracket,
+                    json.dumps(params),
+                    t.state,
+                    t.rung,
+                    t.target,
+                    now,
+                ),
+                self._event(
+                    exp.id,
+                    "trial_created",
+                    t.id,
+                    index=t.idx,
+                    bracket=t.bracket,
+                    params=params,
+                    resource=t.target,
+                ),
+            ],
+        )
+        exp.ladder.apply(asha.event_for(d))
+        exp.trials[t.idx] = t
+        return t
+
+    async def _promote(self, exp: Experiment, d: asha.Promote, now: float) -> Trial:
+        t = exp.trials[d.trial]
+        await self.store.commit(
+            "promote",
+            [
+                TrialUpdate(t.id, {"state": "queued", "rung": d.to_rung, "target": d.resource}),
+                self._event(
+                    exp.id,
+                    "promoted",
+                    t.id,
+                    rung=d.from_rung,
+                    to_rung=d.to_rung,
+                    resource=d.resource,
+                    reason=reason_dict(d.reason),
+                ),
+            ],
+        )
+        exp.ladder.apply(asha.event_for(d))
+        t.state, t.rung, t.target = "queued", d.to_rung, d.resource
+        return t
+
+    async def _maybe_finish(self, exp: Experiment) -> None:
+        if exp.state != "running" or exp.queue or self._running_of(exp):
+            return
+        if not isinstance(exp.ladder.decide(), asha.Done):
+            return
+        now = self.clock()
+        anything = any(exp.ladder.results(t.idx) for t in exp.trials.values())
+        state = "completed" if anything else "failed"
+        await self.store.commit(
+            "finish",
+            [
+                TrialsOfExperiment(exp.id, ("paused", "queued"), "stopped"),
+                ExperimentState(exp.id, state, now),
+                self._event(exp.id, f"experiment_{state}", None),
+            ],
+        )
+        exp.state = state
+        del self.s.experiments[exp.id]
+
+    async def _launch(self, exp: Experiment, t: Trial, lease: gpus.Lease) -> None:
+        now = self.clock()
+        attempt = self.ids.take("attempts")
+        run = Running(exp, t, attempt, lease, now, now)
+        self.s.running[t.id] = run
+        log = self.layout.trial_log(exp.id, t.id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        ckpt_dir = self.layout.checkpoint_dir(exp.id, t.id)
+        launch = self._launch_spec(exp, t, attempt, lease, log, str(ckpt_dir))
+        worker = await self._worker_for(exp, lease) if exp.spec.entrypoint else None
+        ident = worker.identity if worker else None
+        t.state, t.attempts = "running", t.attempts + 1
+        await self.store.commit(
+            "start_attempt",
+            [
+                AttemptIn(
+                    attempt,
+                    t.id,
+                    t.rung,
+                    lease.label,
+                    now,
+                    *((ident.pid, ident.pgid, ident.start_ticks, ident.boot_id) if ident else ()),
+                ),
+                TrialUpdate(t.id, {"state": "running", "attempts": t.attempts, "gpu": lease.label}),
+                self._event(
+                    exp.id,
+                    "segment_started",
+                    t.id,
+                    attempt=attempt,
+                    rung=t.rung,
+                    resource=t.target,
+                    from_epoch=launch.segment["checkpoint_epoch"],
+                    slot=lease.label,
+                    gpus=[g.uuid for g in lease.gpus],
+                ),
+            ],
+        )
+        _write_header(log, attempt, t, lease)
+        run.task = asyncio.create_task(self._run_segment(run, launch, worker), name=f"trial:{t.id}")
+
+    def _launch_spec(
+        self, exp: Experiment, t: Trial, attempt: int, lease: gpus.Lease, log: Path, ckpt_dir: str
+    ) -> Launch:
+        seg = exp.segment(t, attempt, ckpt_dir)
+        spec_env = dict(exp.spec.env)
+        env = trial_environment(os.environ, {**spec_env, **lease.environment()})
+        return Launch(
+            segment=seg,
+            log_path=log,
+            env=env,
+            cwd=exp.spec.workdir,
+            command=exp.spec.command,
+            entrypoint=exp.spec.entrypoint,
+            extra={"spec_env": spec_env},
+        )
+
+    async def _worker_for(self, exp: Experiment, lease: gpus.Lease) -> WarmWorker:
+        env = trial_environment(os.environ, lease.environment())
+        env["HPD_SOCKET"] = str(self.layout.socket)
+        return await self.pool.get(lease.label, env)
+
+    async def _run_segment(self, run: Running, launch: Launch, worker: WarmWorker | None) -> None:
+        try:
+            if worker is not None:
+                run.proc = worker
+                outcome = await worker.run(launch, self.handle)
+                if outcome.worker_died:
+                    self.pool.discard(run.lease.label)
+            else:
+                outcome = await self._run_command(run, launch)
+        except Exception as exc:
+            logger.exception("segment of trial %s failed to run", run.trial.id)
+            outcome = Outcome("crashed", f"could not run: {exc}")
+        if run.kill_timer:
+            run.kill_timer.cancel()
+        try:
+            async with self._mutex:
+                await self._segment_ended(run, outcome)
+        except StoreError as exc:
+            self._degrade(exc)
+        finally:
+            self.s.running.pop(run.trial.id, None)
+            self.slots.release(run.lease)
+            self.wake()
+
+    async def _run_command(self, run: Running, launch: Launch) -> Outcome:
+        proc = await CommandSegment.start(launch, str(self.layout.socket))
+        run.proc = proc
+        i = proc.identity
+        await self.store.commit(
+            "attempt_pid",
+            [
+                AttemptUpdate(
+                    run.attempt,
+                    {
+                        "pid": i.pid,
+                        "pgid": i.pgid,
+                        "start_ticks": i.start_ticks,
+                        "boot_id": i.boot_id,
+                    },
+                )
+            ],
+        )
+        if run.stop_reason:  # asked to stop while it was starting
+            proc.signal(signal.SIGTERM)
+        return await proc.wait()
+
+    # == the end of a segment ===============================================================
+
+    async def _segment_ended(self, run: Running, out: Outcome) -> None:
+        exp, t = run.exp, run.trial
+        metric = exp.spec.metric
+        if out.status == "ok" and run.result is not None:
+            if run.result != run.result and exp.spec.searcher.on_nan == "retry":
+                await self._crashed(run, f"{metric} was nan at epoch {t.target} (on_nan = retry)")
+            else:
+                await self._record_result(run, run.result)
+        elif run.stop_reason in ("pause", "cancel", "shutdown"):
+            await self._interrupted(run)
+        elif run.stop_reason == "timeout":
+            timeout = exp.spec.limits.progress_timeout_s
+            await self._crashed(run, f"no progress for {timeout:g} s: killed")
+        elif out.status == "ok":
+            await self._crashed(run, f"exited without reporting {metric!r} at epoch {t.target}")
+        else:
+            await self._crashed(run, out.message)
+
+    async def _record_result(self, run: Running, value: float) -> None:
+        exp, t = run.exp, run.trial
+        now = self.clock()
+        top = exp.ladder.is_top(t.idx, t.rung)
+        finite = value == value and abs(value) != float("inf")
+        state = "completed" if top else ("paused" if finite else "stopped")
+        ops: list[Op] = [
+            ResultIn(t.id, t.rung, value, t.target, now),
+            TrialUpdate(
+                t.id, {"state": state, "error": None if finite else f"{exp.spec.metric} = {value}"}
+            ),
+            AttemptUpdate(run.attempt, {"ended_at": now, "outcome": "ok"}),
+            self._event(
+                exp.id,
+                "result",
+                t.id,
+                rung=t.rung,
+                value=protocol.encode_number(value),
+                epoch=t.target,
+                attempt=run.attempt,
+            ),
+        ]
+        if top:
+            ops.append(
+                self._event(
+                    exp.id,
+                    "trial_completed",
+                    t.id,
+                    rung=t.rung,
+                    value=protocol.encode_number(value),
+                )
+            )
+        await self.store.commit("result", ops)
+        exp.ladder.apply(asha.ResultRecorded(t.idx, t.rung, value))
+        t.state = state
+
+    async def _interrupted(self, run: Running) -> None:
+        exp, t = run.exp, run.trial
+        now = self.clock()
+        cancelled = run.stop_reason == "cancel"
+        state = "cancelled" if cancelled else "queued"
+        await self.store.commit(
+            "interrupted",
+            [
+                AttemptUpdate(run.attempt, {"ended_at": now, "outcome": "interrupted"}),
+                TrialUpdate(t.id, {"state": state}),
+                self._event(
+                    exp.id, "segment_interrupted", t.id, attempt=run.attempt, reason=run.stop_reason
+                ),
+            ],
+        )
+        t.state = state
+        if not cancelled:
+            exp.queue.append(t)
+
+    async def _crashed(self, run: Running, why: str) -> None:
+        exp, t = run.exp, run.trial
+        now = self.clock()
+        t.restarts += 1
+        give_up = t.restarts > exp.spec.limits.max_restarts
+        backoff = 0.0 if give_up else min(30.0, 0.25 * 2 ** (t.restarts - 1))
+        state = "failed" if give_up else "queued"
+        ops: list[Op] = [
+            AttemptUpdate(run.attempt, {"ended_at": now, "outcome": "crashed"}),
+            TrialUpdate(t.id, {"state": state, "restarts": t.restarts, "error": why}),
+            self._event(
+                exp.id,
+                "segment_failed",
+                t.id,
+                attempt=run.attempt,
+                reason=why,
+                restarts=t.restarts,
+                retry_in_s=None if give_up else backoff,
+            ),
+        ]
+        if give_up:
+            ops.append(self._event(exp.id, "trial_failed", t.id, reason=why, restarts=t.restarts))
+        await self.store.commit("crashed", ops)
+        t.state = state
+        if give_up:
+            exp.ladder.apply(asha.TrialFailed(t.idx))
+        else:
+            t.not_before = now + backoff
+            exp.queue.append(t)
+
+    # == stopping segments ==================================================================
+
+    def _request_stop(self, run: Running, reason: str) -> None:
+        if run.stop_reason:
+            return
+        run.stop_reason = reason
+        sig = signal.SIGKILL if reason == "timeout" else signal.SIGTERM
+        if run.proc is not None:
+            run.proc.signal(sig)
+        if sig == signal.SIGTERM:
+            loop = asyncio.get_running_loop()
+            run.kill_timer = loop.call_later(self.cfg.grace_s, self._kill, run)
+
+    def _kill(self, run: Running) -> None:
+        if run.proc is not None and run.trial.id in self.s.running:
+            run.proc.signal(signal.SIGKILL)
+
+    async def _watchdog(self) -> None:
+        """Kills segments that report nothing for progress_timeout_s; wakes retries."""
+        while True:
+            await asyncio.sleep(0.5)
+            now = self.clock()
+            for run in list(self.s.running.values()):
+                limit = run.exp.spec.limits.progress_timeout_s
+                if now - run.last_progress > limit:
+                    self._request_stop(run, "timeout")
+            if any(e.queue for e in self.s.experiments.values()):
+                self.wake()
+
+    async def _sample_gpus(self) -> None:
+        while True:
+            if self.probe is not None:
+                if isinstance(self.probe, gpus.FakeProbe):
+                    self.probe.busy = self.slots.busy_by_gpu()
+                try:
+                    infos = await asyncio.to_thread(self.probe.list)
+                    self.samples = {g.uuid: g for g in infos}
+                except Exception:
+                    logger.warning("GPU sampling failed", exc_info=True)
+            await asyncio.sleep(self.cfg.gpu_sample_s)
+
+    def _event(self, exp_id: int, type_: str, trial_id: int | None, **data: Any) -> NewEvent:
+        return NewEvent(exp_id, self.clock(), type_, trial_id, data)
+
+    # == requests ===========================================================================
+
+    async def handle(self, req: protocol.Request) -> Any:
+        fn = getattr(self, f"op_{req.op}", None)
+        if fn is None:
+            raise HpdError(f"unknown op {req.op!r}")
+        return await fn(**_args(req))
+
+    async def op_ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": __version__}
+
+    async def op_daemon(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "state_dir": str(self.layout.state),
+            "socket": str(self.layout.socket),
+            "slots": len(self.slots.gpu_slots) + len(self.slots.cpu_slots),
+            "free_slots": len(self.slots.free),
+            "running": len(self.s.running),
+            "degraded": self.s.degraded,
+        }
+
+    async def op_stop(self) -> dict[str, Any]:
+        asyncio.get_running_loop().call_soon(self._stopping.set)
+        return {"stopping": True}
+
+    async def op_submit(
+        self, spec: Any, base_dir: str | None = None, parent: int | None = None
+    ) -> dict[str, Any]:
+        if self.s.degraded:
+            raise HpdError(f"daemon is degraded ({self.s.degraded}); not accepting searches")
+        parsed = parse_spec(spec, base_dir=base_dir)
+        if not Path(parsed.workdir).is_absolute():
+            raise SpecError(
+                [f"workdir: must be an absolute path when submitted, got {parsed.workdir!r}"]
+            )
+        if parsed.entrypoint is None and parsed.command is None:
+            raise SpecError(["entrypoint: exactly one of entrypoint or command is required"])
+        now = self.clock()
+        async with self._mutex:
+            exp = Experiment.new(self.ids.experiments, parsed, "running", now)
+            await self.store.commit(
+                "submit",
+                [
+                    ExperimentIn(exp.id, exp.name, exp.spec_json, "running", now, parent),
+                    self._event(
+                        exp.id,
+                        "experiment_submitted",
+                        None,
+                        name=exp.name,
+                        max_trials=exp.ladder.config.max_trials,
+                    ),
+                ],
+            )
+            self.ids.take("experiments")
+            self.s.experiments[exp.id] = exp
+        self.wake()
+        return {"id": exp.id}
+
+    async def _exp_row(self, exp: Any) -> Any:
+        exp_id = _int(exp, "experiment")
+        row = await self.store.experiment(exp_id)
+        if row is None:
+            raise HpdError(f"no experiment {exp_id}")
+        return row
+
+    async def op_ls(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        out = []
+        for row in await self.store.experiments():
+            trials = await self.store.trials(row.id)
+            out.append(views.status(row, trials, await self.store.results(row.id), now))
+        return out
+
+    async def op_status(self, exp: Any) -> dict[str, Any]:
+        row = await self._exp_row(exp)
+        trials = await self.store.trials(row.id)
+        return views.status(row, trials, await self.store.results(row.id), self.clock())
+
+    async def op_trials(self, exp: Any) -> list[dict[str, Any]]:
+        row = await self._exp_row(exp)
+        results = await self.store.results(row.id)
+        return [views.trial(t, results.get(t.id, {})) for t in await self.store.trials(row.id)]
+
+    async def op_best(self, exp: Any) -> dict[str, Any] | None:
+        return (await self.op_status(exp))["best"]  # type: ignore[no-any-return]
+
+    async def op_events(self, exp: Any, after: int = 0, limit: int = -1) -> list[dict[str, Any]]:
+        row = await self._exp_row(exp)
+        rows = await self.store.events(
+            row.id, after=_int(after, "after"), limit=_int(limit, "limit")
+        )
+        return [views.event(e) for e in rows]
+
+    async def op_metrics(self, trials: Any) -> dict[str, list[dict[str, Any]]]:
+        ids = [_int(t, "trials") for t in (trials if isinstance(trials, list) else [trials])]
+        got = await self.store.metrics(ids)
+        return {str(k): views.curve(v) for k, v in got.items()}
+
+    async def op_ladder(self, exp: Any) -> list[dict[str, Any]]:
+        exp_id = _int(exp, "experiment")
+        live = self.s.experiments.get(exp_id)
+        if live is None:
+            row = await self._exp_row(exp_id)
+            live = Experiment.new(
+                row.id, parse_spec(json.loads(row.spec)), row.state, row.created_at
+            )
+            live.replay(
+                await self.store.events(row.id, types=LADDER_EVENTS),
+                await self.store.trials(row.id),
+            )
+        out = []
+        for b in range(len(live.ladder.brackets)):
+            for st in live.ladder.rung_stats(b):
+                d = {k: getattr(st, k) for k in st.__dataclass_fields__}
+                for k in ("cutoff_value", "best"):
+                    if d.get(k) is not None:
+                        d[k] = protocol.encode_number(d[k])
+                out.append(d)
+        return out
+
+    async def op_gpus(self) -> list[dict[str, Any]]:
+        holders: dict[str, list[int]] = {}
+        for run in self.s.running.values():
+            for slot in run.lease.slots:
+                holders.setdefault(slot.name, []).append(run.trial.id)
+        out = []
+        for slot in self.slots.gpu_slots + self.slots.cpu_slots:
+            g = self.samples.get(slot.gpu.uuid) if slot.gpu else None
+            out.append(
+                {
+                    "slot": slot.name,
+                    "gpu": slot.gpu.index if slot.gpu else None,
+                    "uuid": slot.gpu.uuid if slot.gpu else None,
+                    "name": g.name if g else "cpu",
+                    "utilization": g.utilization if g else None,
+                    "memory_used_mb": g.memory_used_mb if g else None,
+                    "memory_total_mb": g.memory_total_mb if g else None,
+                    "trials": holders.get(slot.name, []),
+                }
+            )
+        return out
+
+    async def op_logs(self, trial: Any, offset: int = 0, limit: int = 1 << 19) -> dict[str, Any]:
+        row = await self.store.trial(_int(trial, "trial"))
+        if row is None:
+            raise HpdError(f"no trial {trial}")
+        path = self.layout.trial_log(row.exp_id, row.id)
+        offset, limit = max(0, _int(offset, "offset")), min(1 << 19, max(1, _int(limit, "limit")))
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(limit)
+        except FileNotFoundError:
+            data = b""
+        done = row.state in FINAL_TRIAL_STATES
+        return {"text": data.decode(errors="replace"), "offset": offset + len(data), "final": done}
+
+    async def op_export(self, exp: Any, format: str = "json") -> Any:
+        trials = await self.op_trials(exp)
+        curves = await self.store.metrics([t["id"] for t in trials])
+        for t in trials:
+            t["metrics"] = views.curve(curves.get(t["id"], []))
+        if format == "csv":
+            return {"csv": views.export_csv(trials)}
+        if format != "json":
+            raise HpdError(f"format: must be csv or json, got {format!r}")
+        return {"experiment": await self.op_status(exp), "trials": trials}
+
+    async def _set_state(self, exp: Any, allowed: tuple[str, ...], new: str) -> Experiment:
+        exp_id = _int(exp, "experiment")
+        live = self.s.experiments.get(exp_id)
+        if live is None or live.state not in allowed:
+            row = await self._exp_row(exp_id)
+            raise HpdError(
+                f"experiment {exp_id} is {row.state}; cannot {new[:-1] if new.endswith('d') else new}"
+            )
+        async with self._mutex:
+            ops: list[Op] = [
+                ExperimentState(exp_id, new, self.clock() if new == "cancelled" else None),
+                self._event(exp_id, f"experiment_{new}", None),
+            ]
+            if new == "cancelled":
+                ops.insert(0, TrialsOfExperiment(exp_id, ("queued", "paused"), "cancelled"))
+            await self.store.commit(f"experiment_{new}", ops)
+            live.state = new
+        return live
+
+    async def op_pause(self, exp: Any) -> dict[str, Any]:
+        live = await self._set_state(exp, ("running",), "paused")
+        for run in list(self.s.running.values()):
+            if run.exp is live:
+                self._request_stop(run, "pause")
+        return {"id": live.id, "state": live.state}
+
+    async def op_resume(self, exp: Any) -> dict[str, Any]:
+        live = await self._set_state(exp, ("paused",), "running")
+        self.wake()
+        return {"id": live.id, "state": live.state}
+
+    async def op_cancel(self, exp: Any) -> dict[str, Any]:
+        live = await self._set_state(exp, ("running", "paused"), "cancelled")
+        live.queue.clear()
+        for run in list(self.s.running.values()):
+            if run.exp is live:
+                self._request_stop(run, "cancel")
+        self.s.experiments.pop(live.id, None)
+        return {"id": live.id, "state": live.state}
+
+    # -- from trials ------------------------------------------------------------------------
+
+    def _fenced(self, trial: Any, attempt: Any) -> Running:
+        run = self.s.running.get(_int(trial, "trial"))
+        if run is None or run.attempt != _int(attempt, "attempt"):
+            raise HpdError(f"stale attempt {attempt} of trial {trial}: refused, not recorded")
+        return run
+
+    async def op_report(self, trial: Any, attempt: Any, epoch: Any, metrics: Any) -> dict[str, Any]:
+        run = self._fenced(trial, attempt)
+        epoch = _int(epoch, "epoch")
+        if not 1 <= epoch <= run.trial.target:
+            raise HpdError(
+                f"epoch {epoch} is outside this segment (1..{run.trial.target}): the trial was not promoted beyond epoch {run.trial.target}"
+            )
+        if not isinstance(metrics, dict) or not metrics:
+            raise HpdError("metrics: must be a non-empty object")
+        values = {
+            str(k): protocol.encode_number(protocol.decode_number(v)) for k, v in metrics.items()
+        }
+        now = self.clock()
+        await self.store.add_report(
+            Report(run.trial.id, epoch, run.attempt, now, json.dumps(values))
+        )
+        run.last_progress = now
+        run.trial.epoch = max(run.trial.epoch, epoch)
+        metric = run.exp.spec.metric
+        if epoch == run.trial.target and metric in values:
+            run.result = protocol.decode_number(values[metric])
+        return {"stop": run.stop_reason is not None}
+
+    async def op_checkpoint(
+        self, trial: Any, attempt: Any, epoch: Any, name: Any
+    ) -> dict[str, Any]:
+        run = self._fenced(trial, attempt)
+        m = _CKPT_NAME.match(str(name))
+        if m is None or int(m.group(2)) != run.attempt:
+            raise HpdError(f"checkpoint name {name!r} was not generated for this attempt")
+        path = self.layout.checkpoint_dir(run.exp.id, run.trial.id) / str(name)
+        if not path.is_dir():
+            raise HpdError(f"checkpoint {name!r} does not exist in the trial's checkpoint dir")
+        epoch = _int(epoch, "epoch")
+        await self.store.commit(
+            "checkpoint", [TrialUpdate(run.trial.id, {"ckpt_path": str(path), "ckpt_epoch": epoch})]
+        )
+        run.trial.ckpt_path, run.trial.ckpt_epoch = str(path), epoch
+        run.last_progress = self.clock()
+        return {"registered": True}
+
+    async def op_timing(self, trial: Any, attempt: Any, timing: Any) -> dict[str, Any]:
+        run = self._fenced(trial, attempt)
+        if not isinstance(timing, dict):
+            raise HpdError("timing: must be an object")
+        text = json.dumps(timing, allow_nan=False)
+        if len(text) > 4096:
+            raise HpdError("timing: too large")
+        await self.store.commit("timing", [TrialUpdate(run.trial.id, {"subset": text})])
+        run.last_progress = self.clock()
+        return {}
+
+    async def op_retrain(self, **_: Any) -> Any:
+        raise HpdError("retrain is not implemented yet")
+
+
+def _args(req: protocol.Request) -> dict[str, Any]:
+    return {k: v for k, v in req.args.items() if isinstance(k, str) and k.isidentifier()}
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise HpdError(f"{name}: must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    raise HpdError(f"{name}: must be an integer, got {value!r}")
+
+
+def _write_header(log: Path, attempt: int, t: Trial, lease: gpus.Lease) -> None:
+    start = t.ckpt_epoch + 1 if t.ckpt_path else 1
+    cuda = lease.environment()["CUDA_VISIBLE_DEVICES"] or "(none)"
+    with open(log, "a") as f:
+        f.write(
+            f"[hpd] attempt {attempt}: rung {t.rung}, epochs {start}..{t.target}, "
+            f"slot {lease.label}, CUDA_VISIBLE_DEVICES={cuda}\n"
+        )
+
+
+def notify_ready() -> None:
+    """sd_notify READY=1 for systemd's Type=notify (a few lines of stdlib, no dependency)."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.sendall(b"READY=1")
+
+
+def serve_forever(cfg: Config) -> None:
+    """Run the daemon in the foreground until SIGTERM/SIGINT or `hpd stop`."""
+    logging.basicConfig(
+        level=os.environ.get("HPD_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    daemon = Daemon(cfg)
+    asyncio.run(daemon.run(on_ready=notify_ready))

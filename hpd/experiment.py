@@ -1,0 +1,175 @@
+"""One experiment's live state inside the daemon: its spec, ladder, sampler and trials.
+
+Owns the translation between the ladder (trial indices, rung indices) and the store (trial ids,
+events), and the in-memory mirror of each trial that the daemon needs to launch segments.
+Pure apart from what it is handed: no I/O, no processes; the daemon persists the ops it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpd import asha, protocol
+from hpd.space import Sampler, make_sampler
+from hpd.spec import Spec, spec_to_dict
+from hpd.store import LADDER_EVENTS, EventRow, TrialRow
+
+FINAL_TRIAL_STATES = frozenset({"completed", "failed", "stopped", "cancelled"})
+FINAL_EXPERIMENT_STATES = frozenset({"completed", "failed", "cancelled"})
+
+
+@dataclass
+class Trial:
+    """What the daemon keeps in memory of one trial (the row is the truth)."""
+
+    id: int
+    exp_id: int
+    idx: int
+    bracket: int
+    params: dict[str, Any]
+    state: str
+    rung: int
+    target: int
+    ckpt_path: str | None = None
+    ckpt_epoch: int = 0
+    attempts: int = 0
+    restarts: int = 0
+    epoch: int = 0
+    not_before: float = 0.0  # retry backoff
+
+    @classmethod
+    def from_row(cls, row: TrialRow) -> Trial:
+        return cls(
+            id=row.id,
+            exp_id=row.exp_id,
+            idx=row.idx,
+            bracket=row.bracket,
+            params=json.loads(row.params),
+            state=row.state,
+            rung=row.rung,
+            target=row.target,
+            ckpt_path=row.ckpt_path,
+            ckpt_epoch=row.ckpt_epoch,
+            attempts=row.attempts,
+            restarts=row.restarts,
+            epoch=row.epoch,
+        )
+
+
+def ladder_config(spec: Spec, max_trials: int) -> asha.LadderConfig:
+    s = spec.searcher
+    return asha.LadderConfig(
+        searcher=s.name,
+        mode=spec.mode,
+        max_trials=max_trials,
+        min_resource=s.min_resource,
+        max_resource=s.max_resource,
+        eta=s.eta,
+        brackets=s.brackets,
+    )
+
+
+def sampler_capacity(sampler: Sampler, limit: int) -> int:
+    """How many trials the sampler can give, up to ``limit`` (a grid may hold fewer)."""
+    if sampler.params_for(limit - 1) is not None:
+        return limit
+    lo, hi = 0, limit - 1  # params_for(lo - 1) exists (or lo == 0); params_for(hi) does not
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sampler.params_for(mid) is None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@dataclass
+class Experiment:
+    id: int
+    name: str
+    spec: Spec
+    state: str
+    created_at: float
+    ladder: asha.Ladder
+    sampler: Sampler
+    trials: dict[int, Trial] = field(default_factory=dict)  # by ladder index
+    queue: list[Trial] = field(default_factory=list)  # segments ready to (re)start
+
+    @classmethod
+    def new(cls, exp_id: int, spec: Spec, state: str, created_at: float) -> Experiment:
+        sampler = make_sampler(spec)
+        max_trials = max(1, sampler_capacity(sampler, spec.searcher.max_trials))
+        ladder = asha.Ladder(ladder_config(spec, max_trials))
+        return cls(exp_id, spec.name, spec, state, created_at, ladder, sampler)
+
+    @property
+    def spec_json(self) -> str:
+        return json.dumps(spec_to_dict(self.spec), sort_keys=True)
+
+    def replay(self, events: list[EventRow], rows: list[TrialRow]) -> None:
+        """Rebuild the ladder from the event log and the trial mirror from the rows."""
+        by_id = {r.id: r for r in rows}
+        for ev in events:
+            if ev.type in LADDER_EVENTS:
+                self.ladder.apply(ladder_event(ev, by_id))
+        self.trials = {r.idx: Trial.from_row(r) for r in rows}
+
+    def by_id(self, trial_id: int) -> Trial | None:
+        for t in self.trials.values():
+            if t.id == trial_id:
+                return t
+        return None
+
+    def segment(self, trial: Trial, attempt: int, checkpoint_dir: str) -> dict[str, Any]:
+        """What a trial process is told about the segment it runs."""
+        return {
+            "experiment": self.id,
+            "trial": trial.id,
+            "index": trial.idx,
+            "attempt": attempt,
+            "params": trial.params,
+            "rung": trial.rung,
+            "resource": trial.target,
+            "metric": self.spec.metric,
+            "mode": self.spec.mode,
+            "seed": self.spec.seed + trial.idx,
+            "checkpoint": trial.ckpt_path,
+            "checkpoint_epoch": trial.ckpt_epoch if trial.ckpt_path else 0,
+            "checkpoint_dir": checkpoint_dir,
+            "subset": {
+                "strategy": self.spec.subset.strategy,
+                "fraction": self.spec.subset.fraction,
+                "select_every": self.spec.subset.select_every,
+                "per_batch": self.spec.subset.per_batch,
+            },
+        }
+
+
+def ladder_event(ev: EventRow, trials_by_id: dict[int, TrialRow]) -> asha.Event:
+    data = json.loads(ev.data)
+    assert ev.trial_id is not None
+    idx = trials_by_id[ev.trial_id].idx
+    if ev.type == "trial_created":
+        return asha.TrialCreated(idx, int(data["bracket"]))
+    if ev.type == "promoted":
+        return asha.TrialPromoted(idx, int(data["rung"]), int(data["to_rung"]))
+    if ev.type == "result":
+        return asha.ResultRecorded(idx, int(data["rung"]), protocol.decode_number(data["value"]))
+    return asha.TrialFailed(idx)
+
+
+def reason_dict(reason: asha.PromotionReason) -> dict[str, Any]:
+    return {
+        "population": reason.population,
+        "rank": reason.rank,
+        "cutoff": reason.cutoff,
+        "cutoff_value": protocol.encode_number(reason.cutoff_value),
+        "drain": reason.drain,
+    }
+
+
+def is_finite(value: float) -> bool:
+    return math.isfinite(value)

@@ -1,0 +1,605 @@
+"""The store: the only module that touches SQLite (through aiosqlite).
+
+Owns the schema, its migrations (``PRAGMA user_version``), every query, and the rule that each
+state change is one ``BEGIN IMMEDIATE`` transaction on the daemon's single connection (WAL,
+``synchronous=FULL``), so a kill at any moment loses nothing that was acknowledged. Reports that
+arrive together are group-committed: one transaction, many rows, every caller acknowledged only
+after the commit. Must never decide anything (that is the ladder's job) or spawn processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from hpd import faults
+from hpd.errors import StoreError
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the initial schema
+    (
+        """CREATE TABLE experiments (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            ended_at REAL,
+            parent_id INTEGER REFERENCES experiments(id)
+        )""",
+        """CREATE TABLE trials (
+            id INTEGER PRIMARY KEY,
+            exp_id INTEGER NOT NULL REFERENCES experiments(id),
+            idx INTEGER NOT NULL,
+            bracket INTEGER NOT NULL,
+            params TEXT NOT NULL,
+            state TEXT NOT NULL,
+            rung INTEGER NOT NULL,
+            target INTEGER NOT NULL,
+            epoch INTEGER NOT NULL DEFAULT 0,
+            ckpt_path TEXT,
+            ckpt_epoch INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            restarts INTEGER NOT NULL DEFAULT 0,
+            gpu TEXT,
+            error TEXT,
+            subset TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (exp_id, idx)
+        )""",
+        """CREATE TABLE results (
+            trial_id INTEGER NOT NULL REFERENCES trials(id),
+            rung INTEGER NOT NULL,
+            value REAL,
+            kind TEXT NOT NULL CHECK (kind IN ('finite', 'nan', 'inf', '-inf')),
+            epoch INTEGER NOT NULL,
+            recorded_at REAL NOT NULL,
+            PRIMARY KEY (trial_id, rung)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE metrics (
+            trial_id INTEGER NOT NULL REFERENCES trials(id),
+            epoch INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            time REAL NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (trial_id, epoch)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            exp_id INTEGER NOT NULL,
+            time REAL NOT NULL,
+            type TEXT NOT NULL,
+            trial_id INTEGER,
+            data TEXT NOT NULL
+        )""",
+        "CREATE INDEX events_by_exp ON events (exp_id, seq)",
+        """CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            trial_id INTEGER NOT NULL REFERENCES trials(id),
+            rung INTEGER NOT NULL,
+            slot TEXT NOT NULL,
+            pid INTEGER,
+            pgid INTEGER,
+            start_ticks INTEGER,
+            boot_id TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            outcome TEXT
+        )""",
+        "CREATE INDEX attempts_open ON attempts (ended_at) WHERE ended_at IS NULL",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Event types that the ladder replays, in this order of seq, to rebuild its state.
+LADDER_EVENTS = ("trial_created", "promoted", "result", "trial_failed")
+
+
+def value_kind(value: float) -> str:
+    if math.isfinite(value):
+        return "finite"
+    if math.isnan(value):
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
+def value_from(value: float | None, kind: str) -> float:
+    return float(value) if kind == "finite" and value is not None else float(kind)
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentRow:
+    id: int
+    name: str
+    spec: str
+    state: str
+    created_at: float
+    ended_at: float | None
+    parent_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRow:
+    id: int
+    exp_id: int
+    idx: int
+    bracket: int
+    params: str
+    state: str
+    rung: int
+    target: int
+    epoch: int
+    ckpt_path: str | None
+    ckpt_epoch: int
+    attempts: int
+    restarts: int
+    gpu: str | None
+    error: str | None
+    subset: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    seq: int
+    exp_id: int
+    time: float
+    type: str
+    trial_id: int | None
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    id: int
+    trial_id: int
+    rung: int
+    slot: str
+    pid: int | None
+    pgid: int | None
+    start_ticks: int | None
+    boot_id: str | None
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One epoch's metrics from one attempt (data is already JSON text)."""
+
+    trial_id: int
+    epoch: int
+    attempt: int
+    time: float
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    exp_id: int
+    time: float
+    type: str
+    trial_id: int | None
+    data: dict[str, Any]
+
+
+Tx = Callable[[sqlite3.Connection], T]
+
+
+class Store:
+    """The daemon's one connection. Open with ``await Store.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+        self._pending: list[tuple[Report, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        try:
+            db = await aiosqlite.connect(str(path), isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from exc
+        store = cls(db)
+        await store._run(_configure)
+        await store._run(_migrate)
+        return store
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        await self._db.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _run(self, fn: Tx[T]) -> T:
+        # aiosqlite's public API costs one thread hop per statement; running a whole
+        # transaction as one function on its worker thread costs one hop in all.
+        try:
+            return await self._db._execute(fn, self._db._conn)  # type: ignore[no-untyped-call,no-any-return]
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def write(self, label: str, fn: Tx[T]) -> T:
+        """Run ``fn`` inside one BEGIN IMMEDIATE transaction; all or nothing."""
+
+        def tx(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn)
+                faults.point(f"before_commit:{label}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            faults.point(f"after_commit:{label}")
+            return out
+
+        async with self._lock:
+            return await self._run(tx)
+
+    async def commit(self, label: str, ops: Sequence[Op]) -> None:
+        """Apply ``ops`` in one transaction: all of them or none."""
+        await self.write(label, functools.partial(apply_ops, ops=ops))
+
+    async def read(self, fn: Tx[T]) -> T:
+        return await self._run(fn)
+
+    # -- reports: group commit ------------------------------------------------------------
+
+    async def add_report(self, report: Report) -> None:
+        """Persist one epoch's metrics; returns once it is committed (possibly with others)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((report, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_reports())
+        await fut
+
+    async def _flush_reports(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.write("reports", functools.partial(_insert_reports, batch=batch))
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def experiments(self) -> list[ExperimentRow]:
+        rows = await self.read(lambda c: c.execute("SELECT * FROM experiments ORDER BY id").fetchall())
+        return [ExperimentRow(*r) for r in rows]
+
+    async def experiment(self, exp_id: int) -> ExperimentRow | None:
+        row = await self.read(
+            lambda c: c.execute("SELECT * FROM experiments WHERE id = ?", (exp_id,)).fetchone()
+        )
+        return ExperimentRow(*row) if row else None
+
+    async def trials(self, exp_id: int) -> list[TrialRow]:
+        rows = await self.read(
+            lambda c: c.execute("SELECT * FROM trials WHERE exp_id = ? ORDER BY idx", (exp_id,)).fetchall()
+        )
+        return [TrialRow(*r) for r in rows]
+
+    async def trial(self, trial_id: int) -> TrialRow | None:
+        row = await self.read(
+            lambda c: c.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        )
+        return TrialRow(*row) if row else None
+
+    async def results(self, exp_id: int) -> dict[int, dict[int, float]]:
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT r.trial_id, r.rung, r.value, r.kind FROM results r"
+                " JOIN trials t ON t.id = r.trial_id WHERE t.exp_id = ?",
+                (exp_id,),
+            ).fetchall()
+        )
+        out: dict[int, dict[int, float]] = {}
+        for trial_id, rung, value, kind in rows:
+            out.setdefault(trial_id, {})[rung] = value_from(value, kind)
+        return out
+
+    async def events(
+        self, exp_id: int, *, after: int = 0, types: Sequence[str] | None = None, limit: int = -1
+    ) -> list[EventRow]:
+        sql = "SELECT * FROM events WHERE exp_id = ? AND seq > ?"
+        params: list[Any] = [exp_id, after]
+        if types:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params += list(types)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        rows = await self.read(lambda c: c.execute(sql, params).fetchall())
+        return [EventRow(*r) for r in rows]
+
+    async def metrics(self, trial_ids: Iterable[int]) -> dict[int, list[tuple[int, str]]]:
+        ids = list(trial_ids)
+        if not ids:
+            return {}
+
+        def q(c: sqlite3.Connection) -> list[Any]:
+            out: list[Any] = []
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                out += c.execute(
+                    f"SELECT trial_id, epoch, data FROM metrics WHERE trial_id IN"
+                    f" ({','.join('?' * len(chunk))}) ORDER BY trial_id, epoch",
+                    chunk,
+                ).fetchall()
+            return out
+
+        result: dict[int, list[tuple[int, str]]] = {}
+        for trial_id, epoch, data in await self.read(q):
+            result.setdefault(trial_id, []).append((epoch, data))
+        return result
+
+    async def metric_at(self, trial_id: int, epoch: int) -> str | None:
+        row = await self.read(
+            lambda c: c.execute(
+                "SELECT data FROM metrics WHERE trial_id = ? AND epoch = ?", (trial_id, epoch)
+            ).fetchone()
+        )
+        return row[0] if row else None
+
+    async def open_attempts(self) -> list[AttemptRow]:
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT id, trial_id, rung, slot, pid, pgid, start_ticks, boot_id, started_at"
+                " FROM attempts WHERE ended_at IS NULL"
+            ).fetchall()
+        )
+        return [AttemptRow(*r) for r in rows]
+
+    async def integrity_check(self) -> str:
+        row = await self.read(lambda c: c.execute("PRAGMA integrity_check").fetchone())
+        return str(row[0])
+
+
+# -- transaction bodies (run on the connection's thread) -----------------------------------
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database has schema version {current}, newer than this hpd supports"
+            f" ({SCHEMA_VERSION}); upgrade hpd or use another --state-dir"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        # A migration and its version bump commit together or not at all.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in MIGRATIONS[version - 1]:
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _insert_reports(conn: sqlite3.Connection, *, batch: Sequence[tuple[Report, Any]]) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO metrics (trial_id, epoch, attempt, time, data) VALUES (?,?,?,?,?)",
+        [(r.trial_id, r.epoch, r.attempt, r.time, r.data) for r, _ in batch],
+    )
+    conn.executemany(
+        "UPDATE trials SET epoch = ? WHERE id = ? AND epoch < ?",
+        [(r.epoch, r.trial_id, r.epoch) for r, _ in batch],
+    )
+
+
+def insert_event(conn: sqlite3.Connection, ev: NewEvent) -> int:
+    cur = conn.execute(
+        "INSERT INTO events (exp_id, time, type, trial_id, data) VALUES (?,?,?,?,?)",
+        (ev.exp_id, ev.time, ev.type, ev.trial_id, json.dumps(ev.data, allow_nan=False)),
+    )
+    return int(cur.lastrowid or 0)
+
+
+# -- declarative writes: the daemon lists what changes, the store applies it in one transaction --
+
+TRIAL_COLUMNS = frozenset(
+    {"state", "rung", "target", "epoch", "ckpt_path", "ckpt_epoch", "attempts", "restarts"}
+    | {"gpu", "error", "subset"}
+)
+ATTEMPT_COLUMNS = frozenset({"pid", "pgid", "start_ticks", "boot_id", "ended_at", "outcome"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentIn:
+    id: int
+    name: str
+    spec: str
+    state: str
+    created_at: float
+    parent_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentState:
+    id: int
+    state: str
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrialIn:
+    id: int
+    exp_id: int
+    idx: int
+    bracket: int
+    params: str
+    state: str
+    rung: int
+    target: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrialUpdate:
+    id: int
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TrialsOfExperiment:
+    """Move every trial of an experiment in one of ``from_states`` to ``state``."""
+
+    exp_id: int
+    from_states: tuple[str, ...]
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResultIn:
+    trial_id: int
+    rung: int
+    value: float
+    epoch: int
+    recorded_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptIn:
+    id: int
+    trial_id: int
+    rung: int
+    slot: str
+    started_at: float
+    pid: int | None = None
+    pgid: int | None = None
+    start_ticks: int | None = None
+    boot_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptUpdate:
+    id: int
+    values: dict[str, Any]
+
+
+Op = (
+    ExperimentIn
+    | ExperimentState
+    | TrialIn
+    | TrialUpdate
+    | TrialsOfExperiment
+    | ResultIn
+    | AttemptIn
+    | AttemptUpdate
+    | NewEvent
+)
+
+
+def apply_ops(conn: sqlite3.Connection, *, ops: Sequence[Op]) -> None:
+    for op in ops:
+        _APPLY[type(op)](conn, op)
+
+
+def _exp_in(c: sqlite3.Connection, op: Any) -> None:
+    c.execute(
+        "INSERT INTO experiments (id, name, spec, state, created_at, parent_id) VALUES (?,?,?,?,?,?)",
+        (op.id, op.name, op.spec, op.state, op.created_at, op.parent_id),
+    )
+
+
+def _exp_state(c: sqlite3.Connection, op: Any) -> None:
+    c.execute(
+        "UPDATE experiments SET state = ?, ended_at = ? WHERE id = ?",
+        (op.state, op.ended_at, op.id),
+    )
+
+
+def _trial_in(c: sqlite3.Connection, op: Any) -> None:
+    c.execute(
+        "INSERT INTO trials (id, exp_id, idx, bracket, params, state, rung, target, created_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (op.id, op.exp_id, op.idx, op.bracket, op.params, op.state, op.rung, op.target, op.created_at),
+    )
+
+
+def _update(c: sqlite3.Connection, table: str, allowed: frozenset[str], op: Any) -> None:
+    bad = set(op.values) - allowed
+    if bad:
+        raise StoreError(f"unknown {table} columns: {sorted(bad)}")
+    cols = ", ".join(f"{k} = ?" for k in op.values)
+    c.execute(f"UPDATE {table} SET {cols} WHERE id = ?", (*op.values.values(), op.id))
+
+
+def _trials_of_exp(c: sqlite3.Connection, op: Any) -> None:
+    marks = ",".join("?" * len(op.from_states))
+    c.execute(
+        f"UPDATE trials SET state = ? WHERE exp_id = ? AND state IN ({marks})",
+        (op.state, op.exp_id, *op.from_states),
+    )
+
+
+def _result_in(c: sqlite3.Connection, op: Any) -> None:
+    kind = value_kind(op.value)
+    c.execute(
+        "INSERT INTO results (trial_id, rung, value, kind, epoch, recorded_at) VALUES (?,?,?,?,?,?)",
+        (op.trial_id, op.rung, op.value if kind == "finite" else None, kind, op.epoch, op.recorded_at),
+    )
+
+
+def _attempt_in(c: sqlite3.Connection, op: Any) -> None:
+    c.execute(
+        "INSERT INTO attempts (id, trial_id, rung, slot, started_at, pid, pgid, start_ticks, boot_id)"
+        " VALUES (?,?,?,?,?,?,?,?,?)",
+        (op.id, op.trial_id, op.rung, op.slot, op.started_at, op.pid, op.pgid, op.start_ticks, op.boot_id),
+    )
+
+
+def _event_in(c: sqlite3.Connection, op: Any) -> None:
+    insert_event(c, op)
+
+
+_APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
+    ExperimentIn: _exp_in,
+    ExperimentState: _exp_state,
+    TrialIn: _trial_in,
+    TrialUpdate: lambda c, op: _update(c, "trials", TRIAL_COLUMNS, op),
+    TrialsOfExperiment: _trials_of_exp,
+    ResultIn: _result_in,
+    AttemptIn: _attempt_in,
+    AttemptUpdate: lambda c, op: _update(c, "attempts", ATTEMPT_COLUMNS, op),
+    NewEvent: _event_in,
+}
+
+
+async def next_ids(store: Store) -> dict[str, int]:
+    """The next free id of each table; the daemon, as the only writer, allocates ids itself."""
+
+    def q(c: sqlite3.Connection) -> dict[str, int]:
+        out = {}
+        for table in ("experiments", "trials", "attempts"):
+            out[table] = int(c.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]) + 1
+        return out
+
+    return await store.read(q)

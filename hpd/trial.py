@@ -1,0 +1,294 @@
+"""The in-trial API: what a training function or program sees of hpd.
+
+Owns ``TrialContext`` (params, epochs of this segment, report, checkpoint/restore, subset
+loaders) and the blocking channel to the daemon. The same object serves both trial kinds: an
+``entrypoint`` function gets it as its argument (inside a warm worker); a ``command`` program
+calls ``hpd.trial.context()``, which reads the ``HPD_*`` environment. Must stay importable
+without torch (torch is used only if the trial itself imported it) and never import asyncio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import re
+import shutil
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from hpd import protocol
+from hpd.errors import HpdError, ProtocolError, RemoteError
+
+_CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
+
+
+class Channel:
+    """A blocking request/response connection to the daemon (a unix socket or socketpair)."""
+
+    def __init__(self, connect: Callable[[], socket.socket]) -> None:
+        self._connect = connect
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self._next_id = 0
+
+    def call(self, op: str, **args: Any) -> Any:
+        # One retry on a broken connection: the daemon times idle connections out, and a
+        # long epoch is idle as far as the socket is concerned.
+        for attempt in (0, 1):
+            try:
+                return self._call_once(op, args)
+            except (ConnectionError, BrokenPipeError, OSError):
+                self.close()
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_once(self, op: str, args: dict[str, Any]) -> Any:
+        if self._sock is None:
+            self._sock = self._connect()
+            self._buf = b""
+        self._next_id += 1
+        self._sock.sendall(protocol.encode_request(protocol.Request(op, args, self._next_id)))
+        resp = protocol.decode_response(self._readline())
+        if not resp.ok:
+            raise RemoteError(resp.error_code, resp.error_message)
+        return resp.result
+
+    def recv_line(self) -> bytes:
+        """The next line from the daemon (the warm worker reads its 'run' requests here)."""
+        if self._sock is None:
+            self._sock = self._connect()
+        return self._readline()
+
+    def _readline(self) -> bytes:
+        assert self._sock is not None
+        while b"\n" not in self._buf:
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the daemon closed the connection")
+            self._buf += chunk
+            if len(self._buf) > protocol.MAX_LINE:
+                raise ProtocolError("response too large")
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+
+def unix_connector(path: str) -> Callable[[], socket.socket]:
+    def connect() -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        return s
+
+    return connect
+
+
+class TrialContext:
+    """One segment of one trial: from its last checkpoint up to this segment's rung resource."""
+
+    def __init__(self, segment: Mapping[str, Any], channel: Channel) -> None:
+        self._seg = dict(segment)
+        self._channel = channel
+        self.params: dict[str, Any] = dict(segment["params"])
+        self.trial_id: int = int(segment["trial"])
+        self.experiment_id: int = int(segment["experiment"])
+        self.attempt: int = int(segment["attempt"])
+        self.rung: int = int(segment["rung"])
+        self.resource: int = int(segment["resource"])
+        self.metric: str = str(segment["metric"])
+        self.seed: int = int(segment.get("seed", 0))
+        self.checkpoint_dir = Path(segment["checkpoint_dir"])
+        self.subset: dict[str, Any] = dict(segment.get("subset") or {})
+        self._restored_epoch = int(segment.get("checkpoint_epoch") or 0)
+        self._epoch = self._restored_epoch
+        self._stop = False
+
+    # -- the segment's epochs --------------------------------------------------------------
+
+    @property
+    def start_epoch(self) -> int:
+        """The last epoch the restored checkpoint covers (0 on the first segment)."""
+        return self._restored_epoch
+
+    def epochs(self) -> Iterator[int]:
+        """1-based epochs from the restored epoch + 1 up to this segment's rung resource.
+
+        Stops early (after the epoch in progress) when the daemon asks the trial to stop.
+        """
+        for epoch in range(self._restored_epoch + 1, self.resource + 1):
+            if self._stop:
+                return
+            self._epoch = epoch
+            yield epoch
+
+    def request_stop(self) -> None:
+        """Called from a SIGTERM handler: finish the epoch in progress, then return."""
+        self._stop = True
+
+    @property
+    def should_stop(self) -> bool:
+        return self._stop
+
+    @property
+    def stopped_early(self) -> bool:
+        return self._stop and self._epoch < self.resource
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def report(self, epoch: int, **metrics: float) -> None:
+        """Record this epoch's metrics; the spec's metric at the rung's epoch is the rung result."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise TypeError(f"epoch must be an int, got {epoch!r}")
+        if not 1 <= epoch <= self.resource:
+            raise ValueError(f"epoch must be in 1..{self.resource} for this segment, got {epoch}")
+        if not metrics:
+            raise ValueError("report() needs at least one metric")
+        encoded = {}
+        for name, value in metrics.items():
+            if name.startswith("hpd_"):
+                raise ValueError(f"metric names starting with 'hpd_' are reserved, got {name!r}")
+            encoded[name] = _encode_metric(name, value)
+        self._epoch = max(self._epoch, epoch)
+        self._channel.call(
+            "report", trial=self.trial_id, attempt=self.attempt, epoch=epoch, metrics=encoded
+        )
+
+    def report_timing(self, timing: Mapping[str, Any]) -> None:
+        """Subset loaders' timings (selection seconds, epoch seconds, fraction) for the UI."""
+        self._channel.call("timing", trial=self.trial_id, attempt=self.attempt, timing=dict(timing))
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def checkpoint(self, obj: Any, *, epoch: int | None = None) -> Path:
+        """Write ``obj`` atomically, then register it with the daemon as the trial's latest.
+
+        Written to a fresh directory, fsynced, renamed into place; only a registered checkpoint
+        is ever resumed from, so a half-written one is never used.
+        """
+        epoch = self._epoch if epoch is None else int(epoch)
+        if epoch < 1:
+            raise ValueError("checkpoint() before the first epoch; call it after report()")
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoint_dir / f"ckpt-{epoch}-a{self.attempt}"
+        tmp = self.checkpoint_dir / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        fmt = _save(obj, tmp / "state")
+        (tmp / "format").write_text(fmt)
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(self.checkpoint_dir)
+        self._channel.call(
+            "checkpoint", trial=self.trial_id, attempt=self.attempt, epoch=epoch, name=final.name
+        )
+        self._seg["checkpoint"] = str(final)
+        self._prune(keep=final)
+        return final
+
+    def restore(self) -> Any | None:
+        """The object of the last registered checkpoint, or None on the first segment."""
+        path = self._seg.get("checkpoint")
+        if not path:
+            return None
+        p = Path(path)
+        fmt = (p / "format").read_text().strip()
+        return _load(p / "state", fmt)
+
+    def _prune(self, keep: Path) -> None:
+        for child in self.checkpoint_dir.iterdir():
+            if child != keep and (_CKPT_NAME.match(child.name) or child.name.startswith(".tmp-")):
+                shutil.rmtree(child, ignore_errors=True)
+
+    # -- subsets --------------------------------------------------------------------------
+
+    def subset_loader(self, dataset: Any, **kwargs: Any) -> Any:
+        """A ``hpd.subset.SubsetLoader`` configured from the spec's [subset] section.
+
+        Its timings are sent to the daemon after every epoch. Needs torch (``hpd[torch]``).
+        """
+        from hpd.subset import SubsetLoader
+
+        cfg = {
+            "strategy": self.subset.get("strategy", "none"),
+            "fraction": self.subset.get("fraction", 1.0),
+            "select_every": self.subset.get("select_every", 20),
+            "per_batch": self.subset.get("per_batch", False),
+            "seed": self.seed,
+        }
+        cfg.update(kwargs)
+        cfg.setdefault("on_timing", self.report_timing)
+        return SubsetLoader(dataset, **cfg)
+
+
+def _encode_metric(name: str, value: object) -> float | str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        # numpy and torch scalars convert through float(); anything else is refused clearly.
+        try:
+            value = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise TypeError(f"metric {name!r} must be a number, got {value!r}") from None
+    return protocol.encode_number(float(value))
+
+
+def _save(obj: Any, path: Path) -> str:
+    torch = sys.modules.get("torch")
+    with open(path, "wb") as f:
+        if torch is not None:
+            torch.save(obj, f)
+            fmt = "torch"
+        else:
+            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+            fmt = "pickle"
+        f.flush()
+        os.fsync(f.fileno())
+    return fmt
+
+
+def _load(path: Path, fmt: str) -> Any:
+    with open(path, "rb") as f:
+        if fmt == "torch":
+            import torch
+
+            return torch.load(f, weights_only=False)
+        return pickle.load(f)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_current: TrialContext | None = None
+
+
+def context() -> TrialContext:
+    """The context of a ``command`` trial, from its ``HPD_*`` environment (cached)."""
+    global _current
+    if _current is not None:
+        return _current
+    raw = os.environ.get("HPD_SEGMENT")
+    sock = os.environ.get("HPD_SOCKET")
+    if not raw or not sock:
+        raise HpdError("hpd.trial.context() works only inside a trial started by the hpd daemon")
+    ctx = TrialContext(json.loads(raw), Channel(unix_connector(sock)))
+    with contextlib.suppress(ValueError):  # not the main thread: the daemon will SIGKILL
+        signal.signal(signal.SIGTERM, lambda *_: ctx.request_stop())
+    _current = ctx
+    return ctx
+

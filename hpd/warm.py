@@ -1,0 +1,135 @@
+"""The warm worker: one long-lived process per slot that runs ``entrypoint`` segments as calls.
+
+``python -m hpd.warm FD``: FD is a connected socket to the daemon. The worker imports each
+entrypoint module once (with the spec's workdir on sys.path) and then runs every segment sent
+to it as a function call, so a segment starts in milliseconds instead of the seconds a fresh
+Python + torch + CUDA process takes. Each segment's stdout/stderr go to that trial's log.
+A crash of the worker fails only the segment it was running; the daemon starts a new worker.
+Must never touch the database or GPUs directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hpd import protocol
+from hpd.procs import exit_if_orphaned, set_parent_death_signal
+from hpd.trial import Channel, TrialContext
+
+_functions: dict[tuple[str, str], Callable[[TrialContext], Any]] = {}
+_current: list[TrialContext] = []
+
+
+def load_entrypoint(workdir: str, entrypoint: str) -> Callable[[TrialContext], Any]:
+    key = (workdir, entrypoint)
+    fn = _functions.get(key)
+    if fn is None:
+        if workdir not in sys.path:
+            sys.path.insert(0, workdir)
+        module_name, _, attr = entrypoint.partition(":")
+        module = importlib.import_module(module_name)
+        fn = getattr(module, attr)
+        if not callable(fn):
+            raise TypeError(f"entrypoint {entrypoint!r} is not callable")
+        _functions[key] = fn
+    return fn
+
+
+@contextlib.contextmanager
+def _output_to(path: str) -> Iterator[None]:
+    """Point fds 1 and 2 at the trial's log for the duration of one segment."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str], cwd: str) -> Iterator[None]:
+    old_env = {k: os.environ.get(k) for k in env}
+    old_cwd = os.getcwd()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_segment(seg: dict[str, Any], channel: Channel) -> dict[str, Any]:
+    ctx = TrialContext(seg, channel)
+    _current.append(ctx)
+    try:
+        with _output_to(seg["log"]), _environment(seg.get("env", {}), seg["workdir"]):
+            try:
+                fn = load_entrypoint(seg["workdir"], seg["entrypoint"])
+                fn(ctx)
+            except BaseException:
+                traceback.print_exc()
+                raise
+    finally:
+        _current.pop()
+    return {"status": "interrupted" if ctx.stopped_early else "ok"}
+
+
+def _on_sigterm(*_: object) -> None:
+    for ctx in _current:
+        ctx.request_stop()
+
+
+def serve(sock: socket.socket) -> None:
+    """Answer 'run' requests from the daemon until it closes the connection."""
+    channel = Channel(lambda: sock)
+    while True:
+        try:
+            line = channel.recv_line()
+        except ConnectionError:
+            return  # the daemon went away: so do we
+        req = protocol.decode_request(line)
+        try:
+            result = run_segment(req.args, channel)
+            resp = protocol.Response(req.id, True, result)
+        except Exception as exc:  # the trial's own error: report it, stay warm
+            resp = protocol.Response(req.id, False, None, "trial_error", _summary(exc))
+        sock.sendall(protocol.encode_response(resp))
+
+
+def _summary(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def main() -> None:
+    set_parent_death_signal()
+    exit_if_orphaned(os.environ.get("HPD_DAEMON_PID"))
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(sock)
+
+
+if __name__ == "__main__":
+    main()
