@@ -171,6 +171,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         self._tasks = [
             asyncio.create_task(self._scheduler(), name="scheduler"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
@@ -189,6 +190,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         """Graceful: running trials get SIGTERM, checkpoint, and resume at the next start."""
+        logger.info("stopping: %d segments to checkpoint", len(self.s.running))
         for run in list(self.s.running.values()):
             self._request_stop(run, "shutdown")
         pending = [r.task for r in self.s.running.values() if r.task]
@@ -197,10 +199,12 @@ class Daemon:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        logger.info("stopping: closing workers")
         await self.pool.close()
         await self.server.close()
         if self.probe:
             self.probe.close()
+        logger.info("stopped")
 
     # == recovery ===========================================================================
 
@@ -250,8 +254,11 @@ class Daemon:
                 await self._fill_slots()
             except StoreError as exc:
                 self._degrade(exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+            except Exception:  # a bug must not silently stop all scheduling
+                logger.exception("scheduler pass failed")
+            # Woken by any slot freeing, any submit/resume, and the watchdog's tick (backoffs).
+            # (Not asyncio.wait_for: on 3.11 it can swallow the cancellation at shutdown.)
+            await self._wake.wait()
 
     def _degrade(self, exc: Exception) -> None:
         if self.s.degraded is None:
@@ -291,7 +298,11 @@ class Daemon:
         if lease is None:
             return False
         async with self._mutex:
-            trial = await self._next_segment(exp)
+            try:
+                trial = await self._next_segment(exp)
+            except BaseException:
+                self.slots.release(lease)
+                raise
             if trial is None:
                 self.slots.release(lease)
                 await self._maybe_finish(exp)
@@ -406,6 +417,29 @@ class Daemon:
         worker = await self._worker_for(exp, lease) if exp.spec.entrypoint else None
         ident = worker.identity if worker else None
         t.state, t.attempts = "running", t.attempts + 1
+        try:
+            await self._commit_start(exp, t, run, attempt, lease, launch, ident)
+        except BaseException:
+            # Nothing was recorded (disk full?): undo in memory, the segment waits in the queue.
+            self.s.running.pop(t.id, None)
+            self.slots.release(lease)
+            t.state, t.attempts = "queued", t.attempts - 1
+            exp.queue.insert(0, t)
+            raise
+        _write_header(log, attempt, t, lease)
+        run.task = asyncio.create_task(self._run_segment(run, launch, worker), name=f"trial:{t.id}")
+
+    async def _commit_start(
+        self,
+        exp: Experiment,
+        t: Trial,
+        run: Running,
+        attempt: int,
+        lease: gpus.Lease,
+        launch: Launch,
+        ident: Any,
+    ) -> None:
+        now = run.started
         await self.store.commit(
             "start_attempt",
             [
@@ -431,8 +465,6 @@ class Daemon:
                 ),
             ],
         )
-        _write_header(log, attempt, t, lease)
-        run.task = asyncio.create_task(self._run_segment(run, launch, worker), name=f"trial:{t.id}")
 
     def _launch_spec(
         self, exp: Experiment, t: Trial, attempt: int, lease: gpus.Lease, log: Path, ckpt_dir: str
@@ -474,10 +506,20 @@ class Daemon:
                 await self._segment_ended(run, outcome)
         except StoreError as exc:
             self._degrade(exc)
+            self._requeue_unrecorded(run)
         finally:
             self.s.running.pop(run.trial.id, None)
             self.slots.release(run.lease)
             self.wake()
+
+    def _requeue_unrecorded(self, run: Running) -> None:
+        """The end of a segment could not be committed: run it again once the store is back."""
+        t, exp = run.trial, run.exp
+        if t.state != "running" or run.stop_reason == "cancel" or exp.state == "cancelled":
+            return
+        t.state = "queued"
+        if t not in exp.queue:
+            exp.queue.append(t)
 
     async def _run_command(self, run: Running, launch: Launch) -> Outcome:
         proc = await CommandSegment.start(launch, str(self.layout.socket))
@@ -579,27 +621,27 @@ class Daemon:
     async def _crashed(self, run: Running, why: str) -> None:
         exp, t = run.exp, run.trial
         now = self.clock()
-        t.restarts += 1
-        give_up = t.restarts > exp.spec.limits.max_restarts
-        backoff = 0.0 if give_up else min(30.0, 0.25 * 2 ** (t.restarts - 1))
+        restarts = t.restarts + 1
+        give_up = restarts > exp.spec.limits.max_restarts
+        backoff = 0.0 if give_up else min(30.0, 0.25 * 2 ** (restarts - 1))
         state = "failed" if give_up else "queued"
         ops: list[Op] = [
             AttemptUpdate(run.attempt, {"ended_at": now, "outcome": "crashed"}),
-            TrialUpdate(t.id, {"state": state, "restarts": t.restarts, "error": why}),
+            TrialUpdate(t.id, {"state": state, "restarts": restarts, "error": why}),
             self._event(
                 exp.id,
                 "segment_failed",
                 t.id,
                 attempt=run.attempt,
                 reason=why,
-                restarts=t.restarts,
+                restarts=restarts,
                 retry_in_s=None if give_up else backoff,
             ),
         ]
         if give_up:
-            ops.append(self._event(exp.id, "trial_failed", t.id, reason=why, restarts=t.restarts))
+            ops.append(self._event(exp.id, "trial_failed", t.id, reason=why, restarts=restarts))
         await self.store.commit("crashed", ops)
-        t.state = state
+        t.state, t.restarts = state, restarts
         if give_up:
             exp.ladder.apply(asha.TrialFailed(t.idx))
         else:
@@ -632,7 +674,7 @@ class Daemon:
                 limit = run.exp.spec.limits.progress_timeout_s
                 if now - run.last_progress > limit:
                     self._request_stop(run, "timeout")
-            if any(e.queue for e in self.s.experiments.values()):
+            if any(e.queue for e in self.s.experiments.values()) or self.s.degraded:
                 self.wake()
 
     async def _sample_gpus(self) -> None:
@@ -946,6 +988,16 @@ def _write_header(log: Path, attempt: int, t: Trial, lease: gpus.Lease) -> None:
             f"[hpd] attempt {attempt}: rung {t.rung}, epochs {start}..{t.target}, "
             f"slot {lease.label}, CUDA_VISIBLE_DEVICES={cuda}\n"
         )
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: log every asyncio task's stack (to see what a stuck daemon waits on)."""
+    import io
+
+    for task in asyncio.all_tasks():
+        buf = io.StringIO()
+        task.print_stack(file=buf)
+        logger.warning("task %s:\n%s", task.get_name(), buf.getvalue())
 
 
 def notify_ready() -> None:

@@ -79,8 +79,9 @@ class Server:
 
     async def start(self) -> None:
         sock = listen(self.path)
+        # asyncio calls listen() again with its own backlog (default 100): pass ours.
         self._server = await asyncio.start_unix_server(
-            self._serve, sock=sock, limit=protocol.MAX_LINE + 1
+            self._serve, sock=sock, limit=protocol.MAX_LINE + 1, backlog=BACKLOG
         )
 
     async def close(self) -> None:
@@ -113,7 +114,8 @@ class Server:
     async def _loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
-                line = await asyncio.wait_for(reader.readline(), self._idle)
+                async with asyncio.timeout(self._idle):
+                    line = await reader.readline()
             except TimeoutError:
                 return  # idle connections are closed; clients reconnect
             except (ValueError, asyncio.LimitOverrunError):

@@ -235,7 +235,8 @@ class WarmWorker:
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._proc.wait(), 2)
+            async with asyncio.timeout(2):
+                await self._proc.wait()
         if self._proc.returncode is None:
             self.signal(signal.SIGKILL)
             await self._proc.wait()

@@ -32,6 +32,9 @@ def train(ctx: TrialContext) -> None:
     lr, mom = float(ctx.params["lr"]), float(ctx.params["momentum"])
     sleep = float(ctx.params.get("sleep", 0.0))
     for epoch in ctx.epochs():
+        # Resume must be exact: the checkpoint holds one entry per epoch already trained.
+        if len(state["history"]) != epoch - 1:
+            raise RuntimeError(f"resumed at epoch {epoch} with {len(state['history'])} epochs")
         _test_faults(ctx, epoch)
         if sleep:
             time.sleep(sleep)
