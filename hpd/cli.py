@@ -132,6 +132,25 @@ def start(
         except HpdError as exc:
             _fail(str(exc))
         return
+    pid = _spawn_daemon(
+        state_dir,
+        [
+            "--gpus",
+            gpus,
+            "--slots-per-gpu",
+            str(slots_per_gpu),
+            "--cpu-slots",
+            str(cpu_slots),
+            "--grace",
+            str(grace),
+        ],
+    )
+    click.echo(f"hpd started (pid {pid}, state dir {lay.state})")
+
+
+def _spawn_daemon(state_dir: str | None, args: list[str], env: dict[str, str] | None = None) -> int:
+    """Start a detached daemon; return its pid once its socket answers."""
+    lay = layout(state_dir)
     lay.state.mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = [
         sys.executable,
@@ -141,29 +160,27 @@ def start(
         "--foreground",
         "--state-dir",
         str(lay.state),
-        "--gpus",
-        gpus,
-        "--slots-per-gpu",
-        str(slots_per_gpu),
-        "--cpu-slots",
-        str(cpu_slots),
-        "--grace",
-        str(grace),
+        *args,
     ]
     with open(lay.daemon_log, "ab") as log:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if _answers(state_dir):
-            click.echo(f"hpd started (pid {proc.pid}, state dir {lay.state})")
-            return
+            return proc.pid
         if proc.poll() is not None:
             tail = lay.daemon_log.read_text(errors="replace").splitlines()[-5:]
             _fail("the daemon exited at start:\n" + "\n".join(tail))
         time.sleep(0.05)
     _fail(f"the daemon did not answer within 30 s; see {lay.daemon_log}")
+    return -1
 
 
 def _answers(state_dir: str | None) -> bool:
@@ -383,3 +400,51 @@ def tui(state_dir: str | None) -> None:
     except ImportError as exc:
         _fail(f"the terminal UI is not available: {exc}")
     run(state_dir)
+
+
+@main.command()
+@STATE_DIR
+@click.option("--keep", is_flag=True, help="Leave the daemon running afterwards.")
+def demo(state_dir: str | None, keep: bool) -> None:
+    """Run the embedded demo search (an MLP on Fashion-MNIST) and show it live."""
+    from hpd import demo as demo_mod
+    from hpd import gpus as gpus_mod
+
+    started = False
+    if not _answers(state_dir):
+        env = {}
+        if not os.environ.get("HPD_FAKE_GPUS") and gpus_mod.probe_from_env("auto") is None:
+            click.echo("no NVIDIA GPU found: the daemon gets 4 fake GPUs (HPD_FAKE_GPUS=4)")
+            env["HPD_FAKE_GPUS"] = "4"
+        _spawn_daemon(state_dir, [], env)
+        started = True
+    client = _client(state_dir)
+    exp = _run(lambda: client.submit(str(demo_mod.spec_path())))
+    click.echo(f"experiment {exp.id}: {demo_mod.dataset()[4]}, ASHA over 27 configurations")
+    t0, last, tty = time.monotonic(), "", sys.stdout.isatty()
+    while True:
+        st = exp.status()
+        best = (st.get("best") or {}).get("value")
+        counts = " ".join(f"{k}:{v}" for k, v in sorted(st["trials"].items()))
+        line = (
+            f"  {time.monotonic() - t0:5.1f}s  {st['state']:<9} {counts}  best val_acc {_fmt(best)}"
+        )
+        done = st["state"] in ("completed", "failed", "cancelled")
+        if tty:
+            click.echo("\r" + line.ljust(100), nl=done)
+        elif line[8:] != last or done:
+            click.echo(line)
+        last = line[8:]
+        if done:
+            break
+        time.sleep(0.5)
+    rows = [
+        [r["rung"], r["resource"], r["results"], r["promoted"], r["best"]] for r in exp.ladder()
+    ]
+    _table(["rung", "epochs", "results", "promoted", "best"], rows)
+    b = exp.best()
+    if b:
+        click.echo(f"best: trial {b['trial']} val_acc {b['value']:.4f} with {_fmt(b['params'])}")
+    click.echo(f"see it all: hpd events {exp.id}; hpd trials {exp.id}; hpd tui")
+    if started and not keep:
+        _run(lambda: client.call("stop"))

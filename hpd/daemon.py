@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hpd import __version__, asha, gpus, procs, protocol, views
-from hpd.errors import HpdError, SpecError, StoreError
+from hpd.errors import HpdError, ProtocolError, SpecError, StoreError
 from hpd.experiment import (
     FINAL_EXPERIMENT_STATES,
     FINAL_TRIAL_STATES,
@@ -90,6 +90,19 @@ class Running:
     stop_reason: str | None = None  # pause | cancel | shutdown | timeout
     task: asyncio.Task[None] | None = None
     kill_timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class Next:
+    """A segment about to start: the decision's ops are committed with the attempt's."""
+
+    trial: Trial
+    rung: int
+    target: int
+    ops: list[Op]
+    ladder_event: asha.Event | None
+    requeued: bool = False
+    label: str = ""
 
 
 @dataclass
@@ -298,93 +311,64 @@ class Daemon:
         if lease is None:
             return False
         async with self._mutex:
-            try:
-                trial = await self._next_segment(exp)
-            except BaseException:
-                self.slots.release(lease)
-                raise
-            if trial is None:
+            nxt = self._next_segment(exp)
+            if nxt is None:
                 self.slots.release(lease)
                 await self._maybe_finish(exp)
                 return False
-            await self._launch(exp, trial, lease)
+            await self._launch(exp, nxt, lease)
         return True
 
-    async def _next_segment(self, exp: Experiment) -> Trial | None:
+    def _next_segment(self, exp: Experiment) -> Next | None:
+        """The next segment: a requeued one first, else the ladder's decision (not yet applied)."""
         now = self.clock()
         for t in exp.queue:
             if t.not_before <= now:
                 exp.queue.remove(t)
-                return t
+                return Next(t, t.rung, t.target, [], None, requeued=True)
         decision = exp.ladder.decide()
         if isinstance(decision, asha.StartNew):
-            return await self._create_trial(exp, decision, now)
+            return self._create_trial(exp, decision, now)
         if isinstance(decision, asha.Promote):
-            return await self._promote(exp, decision, now)
+            return self._promote(exp, decision)
         return None
 
-    async def _create_trial(self, exp: Experiment, d: asha.StartNew, now: float) -> Trial:
+    def _create_trial(self, exp: Experiment, d: asha.StartNew, now: float) -> Next:
         params = exp.sampler.params_for(d.trial)
         assert params is not None  # max_trials is capped at the sampler's capacity
-        t = Trial(
-            self.ids.take("trials"),
-            exp.id,
-            d.trial,
-            d.bracket,
-            dict(params),
-            "queued",
-            d.rung,
-            d.resource,
-        )
-        await self.store.commit(
-            "create_trial",
-            [
-                TrialIn(
-                    t.id,
-                    exp.id,
-                    t.idx,
-                    t.bracket,
-                    json.dumps(params),
-                    t.state,
-                    t.rung,
-                    t.target,
-                    now,
-                ),
-                self._event(
-                    exp.id,
-                    "trial_created",
-                    t.id,
-                    index=t.idx,
-                    bracket=t.bracket,
-                    params=params,
-                    resource=t.target,
-                ),
-            ],
-        )
-        exp.ladder.apply(asha.event_for(d))
-        exp.trials[t.idx] = t
-        return t
+        tid = self.ids.take("trials")
+        t = Trial(tid, exp.id, d.trial, d.bracket, dict(params), "queued", d.rung, d.resource)
+        ops: list[Op] = [
+            TrialIn(
+                tid, exp.id, t.idx, t.bracket, json.dumps(params), "queued", t.rung, t.target, now
+            ),
+            self._event(
+                exp.id,
+                "trial_created",
+                tid,
+                index=t.idx,
+                bracket=t.bracket,
+                params=params,
+                resource=t.target,
+            ),
+        ]
+        return Next(t, d.rung, d.resource, ops, asha.event_for(d), label="create_trial")
 
-    async def _promote(self, exp: Experiment, d: asha.Promote, now: float) -> Trial:
+    def _promote(self, exp: Experiment, d: asha.Promote) -> Next:
         t = exp.trials[d.trial]
-        await self.store.commit(
-            "promote",
-            [
-                TrialUpdate(t.id, {"state": "queued", "rung": d.to_rung, "target": d.resource}),
-                self._event(
-                    exp.id,
-                    "promoted",
-                    t.id,
-                    rung=d.from_rung,
-                    to_rung=d.to_rung,
-                    resource=d.resource,
-                    reason=reason_dict(d.reason),
-                ),
-            ],
-        )
-        exp.ladder.apply(asha.event_for(d))
-        t.state, t.rung, t.target = "queued", d.to_rung, d.resource
-        return t
+        ops: list[Op] = [
+            TrialUpdate(t.id, {"state": "queued", "rung": d.to_rung, "target": d.resource}),
+            self._event(
+                exp.id,
+                "promoted",
+                t.id,
+                rung=d.from_rung,
+                to_rung=d.to_rung,
+                resource=d.resource,
+                reason=reason_dict(d.reason),
+            ),
+        ]
+        return Next(t, d.to_rung, d.resource, ops, asha.event_for(d), label="promote")
 
     async def _maybe_finish(self, exp: Experiment) -> None:
         if exp.state != "running" or exp.queue or self._running_of(exp):
@@ -405,27 +389,35 @@ class Daemon:
         exp.state = state
         del self.s.experiments[exp.id]
 
-    async def _launch(self, exp: Experiment, t: Trial, lease: gpus.Lease) -> None:
+    async def _launch(self, exp: Experiment, nxt: Next, lease: gpus.Lease) -> None:
+        """Record the decision and the attempt in one transaction, then start the segment."""
+        t = nxt.trial
+        saved = (t.state, t.rung, t.target, t.attempts)
         now = self.clock()
         attempt = self.ids.take("attempts")
+        t.rung, t.target = nxt.rung, nxt.target
         run = Running(exp, t, attempt, lease, now, now)
         self.s.running[t.id] = run
         log = self.layout.trial_log(exp.id, t.id)
-        log.parent.mkdir(parents=True, exist_ok=True)
         ckpt_dir = self.layout.checkpoint_dir(exp.id, t.id)
         launch = self._launch_spec(exp, t, attempt, lease, log, str(ckpt_dir))
-        worker = await self._worker_for(exp, lease) if exp.spec.entrypoint else None
-        ident = worker.identity if worker else None
-        t.state, t.attempts = "running", t.attempts + 1
         try:
-            await self._commit_start(exp, t, run, attempt, lease, launch, ident)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            worker = await self._worker_for(exp, lease) if exp.spec.entrypoint else None
+            ident = worker.identity if worker else None
+            t.state, t.attempts = "running", t.attempts + 1
+            await self._commit_start(exp, t, run, attempt, lease, launch, ident, nxt)
         except BaseException:
-            # Nothing was recorded (disk full?): undo in memory, the segment waits in the queue.
+            # Nothing was recorded (disk full?): undo in memory; the ladder never saw it.
             self.s.running.pop(t.id, None)
             self.slots.release(lease)
-            t.state, t.attempts = "queued", t.attempts - 1
-            exp.queue.insert(0, t)
+            t.state, t.rung, t.target, t.attempts = saved
+            if nxt.requeued:
+                exp.queue.insert(0, t)
             raise
+        if nxt.ladder_event is not None:
+            exp.ladder.apply(nxt.ladder_event)
+        exp.trials[t.idx] = t
         _write_header(log, attempt, t, lease)
         run.task = asyncio.create_task(self._run_segment(run, launch, worker), name=f"trial:{t.id}")
 
@@ -438,11 +430,14 @@ class Daemon:
         lease: gpus.Lease,
         launch: Launch,
         ident: Any,
+        nxt: Next,
     ) -> None:
         now = run.started
+        label = f"{nxt.label}+start_attempt" if nxt.label else "start_attempt"
         await self.store.commit(
-            "start_attempt",
+            label,
             [
+                *nxt.ops,
                 AttemptIn(
                     attempt,
                     t.id,
@@ -548,6 +543,10 @@ class Daemon:
     async def _segment_ended(self, run: Running, out: Outcome) -> None:
         exp, t = run.exp, run.trial
         metric = exp.spec.metric
+        if out.status == "ok" and run.result is None and run.stop_reason is None:
+            # Resumed from a checkpoint that already covers the rung's epoch (the daemon died
+            # after the report was acknowledged, before the result was): nothing left to run.
+            run.result = await self._reported_result(t, metric)
         if out.status == "ok" and run.result is not None:
             if run.result != run.result and exp.spec.searcher.on_nan == "retry":
                 await self._crashed(run, f"{metric} was nan at epoch {t.target} (on_nan = retry)")
@@ -562,6 +561,19 @@ class Daemon:
             await self._crashed(run, f"exited without reporting {metric!r} at epoch {t.target}")
         else:
             await self._crashed(run, out.message)
+        if exp.state == "cancelled" and t.state not in FINAL_TRIAL_STATES:
+            # A segment that finished (or failed) as its experiment was cancelled ends here.
+            await self.store.commit("cancelled_trial", [TrialUpdate(t.id, {"state": "cancelled"})])
+            t.state = "cancelled"
+            with contextlib.suppress(ValueError):
+                exp.queue.remove(t)
+
+    async def _reported_result(self, t: Trial, metric: str) -> float | None:
+        data = await self.store.metric_at(t.id, t.target)
+        if data is None:
+            return None
+        value = json.loads(data).get(metric)
+        return None if value is None else protocol.decode_number(value)
 
     async def _record_result(self, run: Running, value: float) -> None:
         exp, t = run.exp, run.trial
@@ -910,31 +922,57 @@ class Daemon:
             raise HpdError(f"stale attempt {attempt} of trial {trial}: refused, not recorded")
         return run
 
-    async def op_report(self, trial: Any, attempt: Any, epoch: Any, metrics: Any) -> dict[str, Any]:
+    async def op_report(
+        self, trial: Any, attempt: Any, reports: Any = None, epoch: Any = None, metrics: Any = None
+    ) -> dict[str, Any]:
+        """One report, or a batch (``reports``: [{epoch, metrics}]), committed together."""
         run = self._fenced(trial, attempt)
-        epoch = _int(epoch, "epoch")
-        if not 1 <= epoch <= run.trial.target:
-            raise HpdError(
-                f"epoch {epoch} is outside this segment (1..{run.trial.target}): the trial was not promoted beyond epoch {run.trial.target}"
-            )
-        if not isinstance(metrics, dict) or not metrics:
-            raise HpdError("metrics: must be a non-empty object")
-        values = {
-            str(k): protocol.encode_number(protocol.decode_number(v)) for k, v in metrics.items()
-        }
-        now = self.clock()
-        await self.store.add_report(
-            Report(run.trial.id, epoch, run.attempt, now, json.dumps(values))
-        )
-        run.last_progress = now
-        run.trial.epoch = max(run.trial.epoch, epoch)
-        metric = run.exp.spec.metric
-        if epoch == run.trial.target and metric in values:
-            run.result = protocol.decode_number(values[metric])
+        items = reports if reports is not None else [{"epoch": epoch, "metrics": metrics}]
+        parsed = self._parse_reports(run, items)
+        await self.store.add_reports(parsed)
+        self._reported(run, parsed)
         return {"stop": run.stop_reason is not None}
 
+    def _parse_reports(self, run: Running, items: Any) -> list[Report]:
+        if not isinstance(items, list) or len(items) > 4096:
+            raise HpdError("reports: must be a list of at most 4096 reports")
+        now = self.clock()
+        return [self._parse_report(run, item, now) for item in items]
+
+    def _reported(self, run: Running, parsed: list[Report]) -> None:
+        """Once reports are durable: progress, epoch, and the rung result if this is its epoch."""
+        run.last_progress = self.clock()
+        metric = run.exp.spec.metric
+        for rep in parsed:
+            run.trial.epoch = max(run.trial.epoch, rep.epoch)
+            if rep.epoch == run.trial.target:
+                values = json.loads(rep.data)
+                if metric in values:
+                    run.result = protocol.decode_number(values[metric])
+
+    def _parse_report(self, run: Running, item: Any, now: float) -> Report:
+        if not isinstance(item, dict):
+            raise HpdError("reports: each report must be an object")
+        epoch = _int(item.get("epoch"), "epoch")
+        if not 1 <= epoch <= run.trial.target:
+            raise HpdError(
+                f"epoch {epoch} is outside this segment (1..{run.trial.target}):"
+                f" the trial was not promoted beyond epoch {run.trial.target}"
+            )
+        metrics = item.get("metrics")
+        if not isinstance(metrics, dict) or not metrics:
+            raise HpdError("metrics: must be a non-empty object")
+        try:
+            values = {
+                str(k): protocol.encode_number(protocol.decode_number(v))
+                for k, v in metrics.items()
+            }
+        except ProtocolError as exc:
+            raise HpdError(f"metrics: {exc}") from None
+        return Report(run.trial.id, epoch, run.attempt, now, json.dumps(values))
+
     async def op_checkpoint(
-        self, trial: Any, attempt: Any, epoch: Any, name: Any
+        self, trial: Any, attempt: Any, epoch: Any, name: Any, reports: Any = ()
     ) -> dict[str, Any]:
         run = self._fenced(trial, attempt)
         m = _CKPT_NAME.match(str(name))
@@ -944,11 +982,11 @@ class Daemon:
         if not path.is_dir():
             raise HpdError(f"checkpoint {name!r} does not exist in the trial's checkpoint dir")
         epoch = _int(epoch, "epoch")
-        await self.store.commit(
-            "checkpoint", [TrialUpdate(run.trial.id, {"ckpt_path": str(path), "ckpt_epoch": epoch})]
-        )
+        parsed = self._parse_reports(run, list(reports or []))
+        update = TrialUpdate(run.trial.id, {"ckpt_path": str(path), "ckpt_epoch": epoch})
+        await self.store.commit_with_reports("checkpoint", parsed, [update])
         run.trial.ckpt_path, run.trial.ckpt_epoch = str(path), epoch
-        run.last_progress = self.clock()
+        self._reported(run, parsed)
         return {"registered": True}
 
     async def op_timing(self, trial: Any, attempt: Any, timing: Any) -> dict[str, Any]:

@@ -201,8 +201,7 @@ class Store:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
-        self._lock = asyncio.Lock()
-        self._pending: list[tuple[Report, asyncio.Future[None]]] = []
+        self._queue: list[tuple[str, Tx[Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
@@ -212,8 +211,14 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from exc
         store = cls(db)
-        await store._run(_configure)
-        await store._run(_migrate)
+        try:
+            await store._run(_configure)
+            await store._run(_migrate)
+        except BaseException:
+            # aiosqlite's thread is not a daemon thread: an open connection would keep the
+            # process alive after the error (a refused newer schema must exit, not hang).
+            await db.close()
+            raise
         return store
 
     async def close(self) -> None:
@@ -232,22 +237,35 @@ class Store:
             raise StoreError(str(exc)) from exc
 
     async def write(self, label: str, fn: Tx[T]) -> T:
-        """Run ``fn`` inside one BEGIN IMMEDIATE transaction; all or nothing."""
+        """Run ``fn`` in a BEGIN IMMEDIATE transaction; all or nothing; durable on return.
 
-        def tx(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
+        Group commit: writes queued while a commit is in flight share the next transaction,
+        each inside its own SAVEPOINT, so one failing write rolls back alone and the others
+        still commit. Nobody is answered before the COMMIT (fsync) that holds their write.
+        """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((label, fn, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await fut  # type: ignore[no-any-return]
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
             try:
-                out = fn(conn)
-                faults.point(f"before_commit:{label}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            faults.point(f"after_commit:{label}")
-            return out
-
-        async with self._lock:
-            return await self._run(tx)
+                outcomes = await self._run(functools.partial(_group_tx, batch=batch))
+            except Exception as exc:  # the COMMIT itself failed: nobody's write happened
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, _, fut), (ok, value) in zip(batch, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
 
     async def commit(self, label: str, ops: Sequence[Op]) -> None:
         """Apply ``ops`` in one transaction: all of them or none."""
@@ -258,32 +276,27 @@ class Store:
 
     # -- reports: group commit ------------------------------------------------------------
 
-    async def add_report(self, report: Report) -> None:
-        """Persist one epoch's metrics; returns once it is committed (possibly with others)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((report, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_reports())
-        await fut
+    async def commit_with_reports(
+        self, label: str, reports: Sequence[Report], ops: Sequence[Op]
+    ) -> None:
+        """Reports and other changes in one transaction (a checkpoint and the epochs before it)."""
 
-    async def _flush_reports(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self.write("reports", functools.partial(_insert_reports, batch=batch))
-            except Exception as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
+        def tx(conn: sqlite3.Connection) -> None:
+            _insert_reports(conn, batch=reports)
+            apply_ops(conn, ops=ops)
+
+        await self.write(label, tx)
+
+    async def add_reports(self, reports: Sequence[Report]) -> None:
+        """Persist epochs' metrics; returns once they are committed (possibly with others')."""
+        await self.write("reports", functools.partial(_insert_reports, batch=reports))
 
     # -- reads ----------------------------------------------------------------------------
 
     async def experiments(self) -> list[ExperimentRow]:
-        rows = await self.read(lambda c: c.execute("SELECT * FROM experiments ORDER BY id").fetchall())
+        rows = await self.read(
+            lambda c: c.execute("SELECT * FROM experiments ORDER BY id").fetchall()
+        )
         return [ExperimentRow(*r) for r in rows]
 
     async def experiment(self, exp_id: int) -> ExperimentRow | None:
@@ -294,7 +307,9 @@ class Store:
 
     async def trials(self, exp_id: int) -> list[TrialRow]:
         rows = await self.read(
-            lambda c: c.execute("SELECT * FROM trials WHERE exp_id = ? ORDER BY idx", (exp_id,)).fetchall()
+            lambda c: c.execute(
+                "SELECT * FROM trials WHERE exp_id = ? ORDER BY idx", (exp_id,)
+            ).fetchall()
         )
         return [TrialRow(*r) for r in rows]
 
@@ -403,14 +418,44 @@ def _migrate(conn: sqlite3.Connection) -> None:
             raise
 
 
-def _insert_reports(conn: sqlite3.Connection, *, batch: Sequence[tuple[Report, Any]]) -> None:
+def _group_tx(
+    conn: sqlite3.Connection, *, batch: Sequence[tuple[str, Tx[Any], Any]]
+) -> list[tuple[bool, Any]]:
+    """One transaction for a batch of writes, each in its own savepoint."""
+    outcomes: list[tuple[bool, Any]] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for label, fn, _ in batch:
+            conn.execute("SAVEPOINT w")
+            try:
+                outcomes.append((True, fn(conn)))
+                conn.execute("RELEASE w")
+            except (sqlite3.Error, StoreError) as exc:
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+                err = exc if isinstance(exc, StoreError) else StoreError(f"{label}: {exc}")
+                outcomes.append((False, err))
+            for part in label.split("+"):
+                faults.point(f"before_commit:{part}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    for label, _, _ in batch:
+        for part in label.split("+"):
+            faults.point(f"after_commit:{part}")
+    return outcomes
+
+
+def _insert_reports(conn: sqlite3.Connection, *, batch: Sequence[Report]) -> None:
     conn.executemany(
         "INSERT OR REPLACE INTO metrics (trial_id, epoch, attempt, time, data) VALUES (?,?,?,?,?)",
-        [(r.trial_id, r.epoch, r.attempt, r.time, r.data) for r, _ in batch],
+        [(r.trial_id, r.epoch, r.attempt, r.time, r.data) for r in batch],
     )
     conn.executemany(
         "UPDATE trials SET epoch = ? WHERE id = ? AND epoch < ?",
-        [(r.epoch, r.trial_id, r.epoch) for r, _ in batch],
+        [(r.epoch, r.trial_id, r.epoch) for r in batch],
     )
 
 
@@ -540,7 +585,17 @@ def _trial_in(c: sqlite3.Connection, op: Any) -> None:
     c.execute(
         "INSERT INTO trials (id, exp_id, idx, bracket, params, state, rung, target, created_at)"
         " VALUES (?,?,?,?,?,?,?,?,?)",
-        (op.id, op.exp_id, op.idx, op.bracket, op.params, op.state, op.rung, op.target, op.created_at),
+        (
+            op.id,
+            op.exp_id,
+            op.idx,
+            op.bracket,
+            op.params,
+            op.state,
+            op.rung,
+            op.target,
+            op.created_at,
+        ),
     )
 
 
@@ -564,7 +619,14 @@ def _result_in(c: sqlite3.Connection, op: Any) -> None:
     kind = value_kind(op.value)
     c.execute(
         "INSERT INTO results (trial_id, rung, value, kind, epoch, recorded_at) VALUES (?,?,?,?,?,?)",
-        (op.trial_id, op.rung, op.value if kind == "finite" else None, kind, op.epoch, op.recorded_at),
+        (
+            op.trial_id,
+            op.rung,
+            op.value if kind == "finite" else None,
+            kind,
+            op.epoch,
+            op.recorded_at,
+        ),
     )
 
 
@@ -572,7 +634,17 @@ def _attempt_in(c: sqlite3.Connection, op: Any) -> None:
     c.execute(
         "INSERT INTO attempts (id, trial_id, rung, slot, started_at, pid, pgid, start_ticks, boot_id)"
         " VALUES (?,?,?,?,?,?,?,?,?)",
-        (op.id, op.trial_id, op.rung, op.slot, op.started_at, op.pid, op.pgid, op.start_ticks, op.boot_id),
+        (
+            op.id,
+            op.trial_id,
+            op.rung,
+            op.slot,
+            op.started_at,
+            op.pid,
+            op.pgid,
+            op.start_ticks,
+            op.boot_id,
+        ),
     )
 
 
@@ -599,7 +671,9 @@ async def next_ids(store: Store) -> dict[str, int]:
     def q(c: sqlite3.Connection) -> dict[str, int]:
         out = {}
         for table in ("experiments", "trials", "attempts"):
-            out[table] = int(c.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]) + 1
+            out[table] = (
+                int(c.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0]) + 1
+            )
         return out
 
     return await store.read(q)

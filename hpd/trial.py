@@ -9,6 +9,7 @@ without torch (torch is used only if the trial itself imported it) and never imp
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -18,6 +19,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -26,6 +28,8 @@ from typing import Any
 from hpd import protocol
 from hpd.errors import HpdError, ProtocolError, RemoteError
 
+BATCH_S = 0.05
+BATCH_MAX = 512
 _CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
 
 
@@ -112,6 +116,8 @@ class TrialContext:
         self.checkpoint_dir = Path(segment["checkpoint_dir"])
         self.subset: dict[str, Any] = dict(segment.get("subset") or {})
         self._restored_epoch = int(segment.get("checkpoint_epoch") or 0)
+        self._pending: list[dict[str, Any]] = []
+        self._last_send = 0.0
         self._epoch = self._restored_epoch
         self._stop = False
 
@@ -127,11 +133,14 @@ class TrialContext:
 
         Stops early (after the epoch in progress) when the daemon asks the trial to stop.
         """
-        for epoch in range(self._restored_epoch + 1, self.resource + 1):
-            if self._stop:
-                return
-            self._epoch = epoch
-            yield epoch
+        try:
+            for epoch in range(self._restored_epoch + 1, self.resource + 1):
+                if self._stop:
+                    return
+                self._epoch = epoch
+                yield epoch
+        finally:
+            self.flush()
 
     def request_stop(self) -> None:
         """Called from a SIGTERM handler: finish the epoch in progress, then return."""
@@ -161,12 +170,28 @@ class TrialContext:
                 raise ValueError(f"metric names starting with 'hpd_' are reserved, got {name!r}")
             encoded[name] = _encode_metric(name, value)
         self._epoch = max(self._epoch, epoch)
-        self._channel.call(
-            "report", trial=self.trial_id, attempt=self.attempt, epoch=epoch, metrics=encoded
+        self._pending.append({"epoch": epoch, "metrics": encoded})
+        # Batching: a report within BATCH_S of the last send waits for the next one (or for
+        # checkpoint/flush/the end of the segment), so fast loops cost one fsync per batch,
+        # while an epoch slower than BATCH_S is sent, and made durable, at once.
+        if time.monotonic() - self._last_send >= BATCH_S or len(self._pending) >= BATCH_MAX:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every pending report; returns once the daemon has made them durable."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        reply = self._channel.call(
+            "report", trial=self.trial_id, attempt=self.attempt, reports=batch
         )
+        self._last_send = time.monotonic()
+        if isinstance(reply, dict) and reply.get("stop"):
+            self._stop = True
 
     def report_timing(self, timing: Mapping[str, Any]) -> None:
         """Subset loaders' timings (selection seconds, epoch seconds, fraction) for the UI."""
+        self.flush()
         self._channel.call("timing", trial=self.trial_id, attempt=self.attempt, timing=dict(timing))
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -191,9 +216,17 @@ class TrialContext:
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(self.checkpoint_dir)
+        # Pending reports travel with the registration and commit in the same transaction.
+        batch, self._pending = self._pending, []
         self._channel.call(
-            "checkpoint", trial=self.trial_id, attempt=self.attempt, epoch=epoch, name=final.name
+            "checkpoint",
+            trial=self.trial_id,
+            attempt=self.attempt,
+            epoch=epoch,
+            name=final.name,
+            reports=batch,
         )
+        self._last_send = time.monotonic()
         self._seg["checkpoint"] = str(final)
         self._prune(keep=final)
         return final
@@ -287,8 +320,8 @@ def context() -> TrialContext:
     if not raw or not sock:
         raise HpdError("hpd.trial.context() works only inside a trial started by the hpd daemon")
     ctx = TrialContext(json.loads(raw), Channel(unix_connector(sock)))
+    atexit.register(ctx.flush)  # a program that reports and exits without a checkpoint
     with contextlib.suppress(ValueError):  # not the main thread: the daemon will SIGKILL
         signal.signal(signal.SIGTERM, lambda *_: ctx.request_stop())
     _current = ctx
     return ctx
-

@@ -88,6 +88,7 @@ def run_segment(seg: dict[str, Any], channel: Channel) -> dict[str, Any]:
             try:
                 fn = load_entrypoint(seg["workdir"], seg["entrypoint"])
                 fn(ctx)
+                ctx.flush()
             except BaseException:
                 traceback.print_exc()
                 raise
