@@ -1,0 +1,121 @@
+"""Sampling configurations from a validated search space.
+
+Owns the samplers: ``random`` (seeded per trial index) and ``grid`` (the cartesian product,
+enumerated in a fixed order). A sampler maps a trial index to its parameters and is a pure
+function of (spec, index): the same index gives the same configuration whatever was asked
+before, in whatever order, in whatever process.
+
+It must never: do I/O, read a clock, import asyncio, use global or unseeded randomness, or
+rely on ``hash()`` (salted per process). It trusts that the spec came from ``parse_spec``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Final, Protocol
+
+from hpd.spec import GRID_DEFAULT_POINTS, ParamSpec, Scalar, Spec
+
+__all__ = ["GridSampler", "Params", "RandomSampler", "Sampler", "make_sampler"]
+
+Params = dict[str, str | int | float | bool]
+
+
+class Sampler(Protocol):
+    def params_for(self, index: int) -> Params | None:
+        """The configuration of the ``index``-th trial (0-based); None once exhausted."""
+        ...
+
+
+def _check_index(index: int) -> None:
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"trial index must be an integer >= 0, got {index!r}")
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    return min(max(x, lo), hi)
+
+
+def _sample(param: ParamSpec, rng: random.Random) -> Scalar:
+    """One value of ``param``, always within its bounds (inclusive)."""
+    if param.type == "choice":
+        return rng.choice(param.values or ())
+    lo, hi = param.low, param.high
+    if lo is None or hi is None:  # unreachable for a parsed spec
+        raise ValueError(f"parameter {param.name!r} has no bounds")
+    if param.type == "uniform":
+        return _clip(rng.uniform(lo, hi), lo, hi)
+    if param.type == "loguniform":
+        return _clip(math.exp(rng.uniform(math.log(lo), math.log(hi))), lo, hi)
+    ilo, ihi = int(lo), int(hi)
+    if not param.log:
+        return rng.randint(ilo, ihi)
+    # floor(exp(U(log lo, log(hi + 1)))): P(k) is proportional to log((k + 1) / k)
+    x = math.floor(math.exp(rng.uniform(math.log(ilo), math.log(ihi + 1))))
+    return min(max(int(x), ilo), ihi)
+
+
+class RandomSampler:
+    """Independent random configurations; trial i's depend only on (seed, i)."""
+
+    __slots__ = ("_seed", "_space")
+
+    def __init__(self, spec: Spec) -> None:
+        self._seed = spec.seed
+        self._space = spec.space
+
+    def params_for(self, index: int) -> Params:
+        _check_index(index)
+        # A str seed is hashed with SHA-512 by random.Random: stable across runs and platforms.
+        rng = random.Random(f"{self._seed}:{index}")
+        return {p.name: _sample(p, rng) for p in self._space}
+
+
+def _axis(param: ParamSpec) -> tuple[Scalar, ...]:
+    """The grid values of one parameter, in order, without duplicates."""
+    if param.type == "choice":
+        return tuple(param.values or ())
+    lo, hi = param.low, param.high
+    if lo is None or hi is None:  # unreachable for a parsed spec
+        raise ValueError(f"parameter {param.name!r} has no bounds")
+    if param.type == "int":
+        return tuple(range(int(lo), int(hi) + 1))
+    n = param.points if param.points is not None else GRID_DEFAULT_POINTS
+    flo, fhi = float(lo), float(hi)
+    if param.type == "loguniform":
+        a, b = math.log(flo), math.log(fhi)
+        inner = [_clip(math.exp(a + (b - a) * k / (n - 1)), flo, fhi) for k in range(1, n - 1)]
+    else:
+        inner = [_clip(flo + (fhi - flo) * k / (n - 1), flo, fhi) for k in range(1, n - 1)]
+    # both ends exactly; dict.fromkeys drops points that collapse on a very narrow range
+    return tuple(dict.fromkeys([flo, *inner, fhi]))
+
+
+class GridSampler:
+    """The cartesian product of every parameter's grid values; the first parameter varies
+    slowest (like nested for-loops in spec order). ``size`` is the number of configurations."""
+
+    __slots__ = ("_axes", "_names", "size")
+
+    def __init__(self, spec: Spec) -> None:
+        self._names = tuple(p.name for p in spec.space)
+        self._axes = tuple(_axis(p) for p in spec.space)
+        self.size: Final = math.prod(len(axis) for axis in self._axes)
+
+    def params_for(self, index: int) -> Params | None:
+        _check_index(index)
+        if index >= self.size:
+            return None
+        params: Params = {}
+        for name, axis in zip(reversed(self._names), reversed(self._axes), strict=True):
+            index, digit = divmod(index, len(axis))
+            params[name] = axis[digit]
+        return {name: params[name] for name in self._names}
+
+
+def make_sampler(spec: Spec) -> Sampler:
+    """The sampler named by ``spec.searcher.sampler``."""
+    if spec.searcher.sampler == "grid":
+        return GridSampler(spec)
+    return RandomSampler(spec)
