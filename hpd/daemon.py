@@ -142,6 +142,7 @@ class Daemon:
         self.server = Server(self.layout.socket, self.handle, idle_timeout=config.idle_timeout_s)
         self.ids = Ids(1, 1, 1)
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # == lifecycle ==========================================================================
 
@@ -482,6 +483,24 @@ class Daemon:
         env["HPD_SOCKET"] = str(self.layout.socket)
         return await self.pool.get(lease.label, env)
 
+    async def _prewarm(self, exp: Experiment) -> None:
+        """Start the warm workers an entrypoint experiment will use, before its first segments."""
+        res = exp.spec.resources
+        if res.gpus_per_trial > 1:
+            return  # multi-GPU leases are keyed by their slot combination: start on demand
+        cpu = res.gpus_per_trial == 0 or not self.slots.has_gpus
+        slots = self.slots.cpu_slots if cpu else self.slots.gpu_slots
+        # Leases spread over GPUs before they stack, so warm slot 0 of every GPU first.
+        order = sorted(slots, key=lambda sl: (sl.index, sl.gpu.index if sl.gpu else 0))
+        for slot in order[: res.max_concurrent]:
+            with contextlib.suppress(Exception):  # a failure here is retried at launch
+                await self._worker_for(exp, gpus.Lease((slot,)))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _run_segment(self, run: Running, launch: Launch, worker: WarmWorker | None) -> None:
         try:
             if worker is not None:
@@ -761,6 +780,8 @@ class Daemon:
             )
             self.ids.take("experiments")
             self.s.experiments[exp.id] = exp
+        if parsed.entrypoint:
+            self._spawn(self._prewarm(exp))
         self.wake()
         return {"id": exp.id}
 

@@ -248,15 +248,18 @@ class WorkerPool:
     def __init__(self, log_dir: Path) -> None:
         self._log_dir = log_dir
         self._workers: dict[str, WarmWorker] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, key: str, env: Mapping[str, str]) -> WarmWorker:
-        worker = self._workers.get(key)
-        if worker is None or not worker.alive:
-            self._log_dir.mkdir(parents=True, exist_ok=True)
-            safe = key.replace(":", "_").replace(",", "+")
-            worker = await WarmWorker.start(env, self._log_dir / f"worker-{safe}.log")
-            self._workers[key] = worker
-        return worker
+        # One lock per key: a prewarm and a launch racing for a slot start one worker, not two.
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            worker = self._workers.get(key)
+            if worker is None or not worker.alive:
+                self._log_dir.mkdir(parents=True, exist_ok=True)
+                safe = key.replace(":", "_").replace(",", "+")
+                worker = await WarmWorker.start(env, self._log_dir / f"worker-{safe}.log")
+                self._workers[key] = worker
+            return worker
 
     def discard(self, key: str) -> None:
         self._workers.pop(key, None)
