@@ -2,15 +2,19 @@
 
 Owns the crash points only. Off unless the variable is set; when set, the N-th time the daemon
 reaches the labelled point it dies at once with ``os._exit(137)``, as a SIGKILL would leave it.
-Several faults may be given, separated by commas.
+``diskfull:PATH`` makes every ``before_commit:*`` point raise SQLite's "database or disk is full"
+for as long as the file PATH exists (the test creates it to fill the disk, removes it to free
+space). Several faults may be given, separated by commas.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 
 _counts: dict[str, int] = {}
 _targets: dict[str, int] = {}
+_full_flags: list[str] = []
 
 
 def _load() -> None:
@@ -20,6 +24,8 @@ def _load() -> None:
         label, _, nth = rest.rpartition(":")
         if kind == "crash" and label and nth.isdigit():
             _targets[label] = int(nth)
+        elif kind == "diskfull" and rest:
+            _full_flags.append(rest)
 
 
 _load()
@@ -27,6 +33,9 @@ _load()
 
 def point(label: str) -> None:
     """Mark a crash point; dies here if HPD_FAULT names it and this is the N-th time."""
+    full = _full_flags and label.startswith("before_commit:")
+    if full and any(os.path.exists(f) for f in _full_flags):
+        raise sqlite3.OperationalError("database or disk is full")
     if not _targets:
         return
     target = _targets.get(label)

@@ -1,0 +1,39 @@
+"""Misbehaving trials for the reliability tests (entrypoints ``tests.reliability.trials:NAME``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from examples.synthetic.train import loss
+from hpd.trial import TrialContext
+
+
+def nan_trial(ctx: TrialContext) -> None:
+    """Reports NaN for the trials whose index is in HPD_TEST_NAN_INDEXES ("all" = every one),
+    on every attempt unless HPD_TEST_NAN_ONCE is set (then only the first attempt)."""
+    which = os.environ.get("HPD_TEST_NAN_INDEXES", "all")
+    lr, mom = float(ctx.params["lr"]), float(ctx.params["momentum"])
+    bad = which == "all" or str(ctx.params.get("k")) in which.split(",")
+    if bad and os.environ.get("HPD_TEST_NAN_ONCE"):
+        marker = ctx.checkpoint_dir.parent / "nan-fired"
+        if marker.exists():
+            bad = False
+        else:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("1")
+    for epoch in ctx.epochs():
+        ctx.report(epoch, loss=float("nan") if bad else loss(lr, mom, epoch))
+
+
+def always_crash(ctx: TrialContext) -> None:
+    for epoch in ctx.epochs():
+        if epoch == 1:
+            os._exit(5)
+        ctx.report(epoch, loss=1.0)
+
+
+def slow(ctx: TrialContext) -> None:
+    for epoch in ctx.epochs():
+        time.sleep(float(os.environ.get("HPD_TEST_SLEEP", "0.5")))
+        ctx.report(epoch, loss=1.0 / epoch)
