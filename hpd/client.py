@@ -164,12 +164,22 @@ class AsyncClient:
     async def _call_once(self, op: str, args: dict[str, Any]) -> Any:
         reader, writer = await self._open()
         self._next += 1
-        writer.write(protocol.encode_request(protocol.Request(op, args, self._next)))
-        await writer.drain()
-        line = await reader.readline()
+        req_id = self._next
+        try:
+            writer.write(protocol.encode_request(protocol.Request(op, args, req_id)))
+            await writer.drain()
+            line = await reader.readline()
+        except asyncio.CancelledError:
+            # The reply to this request may still arrive; a fresh connection cannot mix it up
+            # with the next call's.
+            await self.close()
+            raise
         if not line:
             raise ConnectionError("closed")
         resp = protocol.decode_response(line)
+        if resp.id not in (req_id, 0):  # 0: the server could not read our id
+            await self.close()
+            raise ConnectionError(f"reply {resp.id} does not answer request {req_id}")
         if not resp.ok:
             raise RemoteError(resp.error_code, resp.error_message)
         return resp.result

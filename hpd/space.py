@@ -57,7 +57,9 @@ def _sample(param: ParamSpec, rng: random.Random) -> Scalar:
 
 
 class RandomSampler:
-    """Independent random configurations; trial i's depend only on (seed, i)."""
+    """Independent random configurations: parameter ``name`` of trial ``i`` depends only on
+    (seed, i, name), so neither the order of the space (JSON stores may sort keys) nor adding
+    or removing another parameter changes it."""
 
     __slots__ = ("_seed", "_space")
 
@@ -67,9 +69,11 @@ class RandomSampler:
 
     def params_for(self, index: int) -> Params:
         _check_index(index)
-        # A str seed is hashed with SHA-512 by random.Random: stable across runs and platforms.
-        rng = random.Random(f"{self._seed}:{index}")
-        return {p.name: _sample(p, rng) for p in self._space}
+        # A str seed is hashed with SHA-512 by random.Random: stable across runs and platforms
+        # (never hash(), which is salted per process).
+        return {
+            p.name: _sample(p, random.Random(f"{self._seed}:{index}:{p.name}")) for p in self._space
+        }
 
 
 def _axis(param: ParamSpec) -> tuple[Scalar, ...]:

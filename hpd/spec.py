@@ -30,11 +30,19 @@ from hpd.errors import SpecError
 
 __all__ = [
     "GRID_DEFAULT_POINTS",
+    "Brackets",
     "LimitsSpec",
+    "Mode",
+    "OnNan",
     "ParamSpec",
+    "ParamType",
     "ResourcesSpec",
+    "SamplerName",
+    "Scalar",
+    "SearcherName",
     "SearcherSpec",
     "Spec",
+    "Strategy",
     "SubsetSpec",
     "load_spec_file",
     "parse_spec",
@@ -534,7 +542,13 @@ def _searcher(errs: _Errors, raw: object) -> SearcherSpec:
     t = _table(errs, raw, p, [f.name for f in fields(SearcherSpec)])
     d = SearcherSpec()
     name = _enum(errs, t, p, "name", d.name, _SEARCHERS)
+    max_trials = _int(errs, t, p, "max_trials", d.max_trials, 1, 100_000)
+    min_resource = _int(errs, t, p, "min_resource", d.min_resource, 1, 10**9, cap=True)
+    max_resource = _int(errs, t, p, "max_resource", d.max_resource, 1, 10**9, cap=True)
+    eta = _int(errs, t, p, "eta", d.eta, 2, 1000, cap=True)
+    # Determined's default for hyperband; asha/sha/random default to one bracket
     default_brackets = "conservative" if name == "hyperband" else d.brackets
+    brackets = _enum(errs, t, p, "brackets", default_brackets, _BRACKETS)
     sampler: str = d.sampler
     if t.get("sampler") == "tpe":
         errs.add("searcher.sampler", "not implemented yet; use random or grid", "tpe")
@@ -542,11 +556,11 @@ def _searcher(errs: _Errors, raw: object) -> SearcherSpec:
         sampler = _enum(errs, t, p, "sampler", d.sampler, _SAMPLERS)
     spec = SearcherSpec(
         name=cast(SearcherName, name),
-        max_trials=_int(errs, t, p, "max_trials", d.max_trials, 1, 100_000),
-        min_resource=_int(errs, t, p, "min_resource", d.min_resource, 1, 10**9, cap=True),
-        max_resource=_int(errs, t, p, "max_resource", d.max_resource, 1, 10**9, cap=True),
-        eta=_int(errs, t, p, "eta", d.eta, 2, 1000, cap=True),
-        brackets=cast(Brackets, _enum(errs, t, p, "brackets", default_brackets, _BRACKETS)),
+        max_trials=max_trials,
+        min_resource=min_resource,
+        max_resource=max_resource,
+        eta=eta,
+        brackets=cast(Brackets, brackets),
         sampler=cast(SamplerName, sampler),
         on_nan=cast(OnNan, _enum(errs, t, p, "on_nan", d.on_nan, _ON_NAN)),
     )

@@ -61,6 +61,8 @@ class Channel:
         self._next_id += 1
         self._sock.sendall(protocol.encode_request(protocol.Request(op, args, self._next_id)))
         resp = protocol.decode_response(self._readline())
+        if resp.id not in (self._next_id, 0):  # 0: the server could not read our id
+            raise ConnectionError(f"reply {resp.id} does not answer request {self._next_id}")
         if not resp.ok:
             raise RemoteError(resp.error_code, resp.error_message)
         return resp.result
