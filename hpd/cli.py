@@ -6,6 +6,7 @@ Every listing command prints a table for people and, with ``--json``, stable key
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -369,7 +370,7 @@ def logs(state_dir: str | None, trial: int, follow: bool) -> None:
     c = _client(state_dir)
     offset = 0
     while True:
-        r = _run(lambda: c.call("logs", trial=trial, offset=offset))
+        r = _run(functools.partial(c.call, "logs", trial=trial, offset=offset))
         if r["text"]:
             click.echo(r["text"], nl=False)
         offset = r["offset"]

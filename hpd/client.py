@@ -27,7 +27,7 @@ def _spec_payload(spec: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str,
     """A spec dict to send: files are parsed here so errors name the file's fields."""
     if isinstance(spec, Mapping):
         return {"spec": dict(spec), "base_dir": os.getcwd()}
-    from hpd.spec import spec_to_dict, load_spec_file
+    from hpd.spec import load_spec_file, spec_to_dict
 
     path = Path(spec).resolve()
     return {"spec": spec_to_dict(load_spec_file(str(path))), "base_dir": str(path.parent)}

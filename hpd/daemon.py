@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpd import __version__, asha, gpus, procs, protocol, views
-from hpd.errors import HpdError, ProtocolError, SpecError, StoreError
+from hpd import __version__, asha, gpus, procs, protocol
+from hpd.errors import HpdError, SpecError, StoreError
 from hpd.experiment import (
     FINAL_EXPERIMENT_STATES,
     FINAL_TRIAL_STATES,
@@ -34,6 +34,8 @@ from hpd.experiment import (
     reason_dict,
 )
 from hpd.paths import Layout
+from hpd.queries import QueryOps, as_int
+from hpd.reports import TrialOps
 from hpd.server import Server
 from hpd.spec import parse_spec
 from hpd.store import (
@@ -44,7 +46,6 @@ from hpd.store import (
     ExperimentState,
     NewEvent,
     Op,
-    Report,
     ResultIn,
     Store,
     TrialIn,
@@ -56,6 +57,7 @@ from hpd.workers import CommandSegment, Launch, Outcome, WarmWorker, WorkerPool,
 
 logger = logging.getLogger(__name__)
 
+_VERBS = {"paused": "pause", "running": "resume", "cancelled": "cancel"}
 _CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
 
 
@@ -124,7 +126,7 @@ class DaemonState:
     degraded: str | None = None
 
 
-class Daemon:
+class Daemon(QueryOps, TrialOps):
     def __init__(self, config: Config) -> None:
         self.cfg = config
         self.layout = config.layout
@@ -785,124 +787,12 @@ class Daemon:
         self.wake()
         return {"id": exp.id}
 
-    async def _exp_row(self, exp: Any) -> Any:
-        exp_id = _int(exp, "experiment")
-        row = await self.store.experiment(exp_id)
-        if row is None:
-            raise HpdError(f"no experiment {exp_id}")
-        return row
-
-    async def op_ls(self) -> list[dict[str, Any]]:
-        now = self.clock()
-        out = []
-        for row in await self.store.experiments():
-            trials = await self.store.trials(row.id)
-            out.append(views.status(row, trials, await self.store.results(row.id), now))
-        return out
-
-    async def op_status(self, exp: Any) -> dict[str, Any]:
-        row = await self._exp_row(exp)
-        trials = await self.store.trials(row.id)
-        return views.status(row, trials, await self.store.results(row.id), self.clock())
-
-    async def op_trials(self, exp: Any) -> list[dict[str, Any]]:
-        row = await self._exp_row(exp)
-        results = await self.store.results(row.id)
-        return [views.trial(t, results.get(t.id, {})) for t in await self.store.trials(row.id)]
-
-    async def op_best(self, exp: Any) -> dict[str, Any] | None:
-        return (await self.op_status(exp))["best"]  # type: ignore[no-any-return]
-
-    async def op_events(self, exp: Any, after: int = 0, limit: int = -1) -> list[dict[str, Any]]:
-        row = await self._exp_row(exp)
-        rows = await self.store.events(
-            row.id, after=_int(after, "after"), limit=_int(limit, "limit")
-        )
-        return [views.event(e) for e in rows]
-
-    async def op_metrics(self, trials: Any) -> dict[str, list[dict[str, Any]]]:
-        ids = [_int(t, "trials") for t in (trials if isinstance(trials, list) else [trials])]
-        got = await self.store.metrics(ids)
-        return {str(k): views.curve(v) for k, v in got.items()}
-
-    async def op_ladder(self, exp: Any) -> list[dict[str, Any]]:
-        exp_id = _int(exp, "experiment")
-        live = self.s.experiments.get(exp_id)
-        if live is None:
-            row = await self._exp_row(exp_id)
-            live = Experiment.new(
-                row.id, parse_spec(json.loads(row.spec)), row.state, row.created_at
-            )
-            live.replay(
-                await self.store.events(row.id, types=LADDER_EVENTS),
-                await self.store.trials(row.id),
-            )
-        out = []
-        for b in range(len(live.ladder.brackets)):
-            for st in live.ladder.rung_stats(b):
-                d = {k: getattr(st, k) for k in st.__dataclass_fields__}
-                for k in ("cutoff_value", "best"):
-                    if d.get(k) is not None:
-                        d[k] = protocol.encode_number(d[k])
-                out.append(d)
-        return out
-
-    async def op_gpus(self) -> list[dict[str, Any]]:
-        holders: dict[str, list[int]] = {}
-        for run in self.s.running.values():
-            for slot in run.lease.slots:
-                holders.setdefault(slot.name, []).append(run.trial.id)
-        out = []
-        for slot in self.slots.gpu_slots + self.slots.cpu_slots:
-            g = self.samples.get(slot.gpu.uuid) if slot.gpu else None
-            out.append(
-                {
-                    "slot": slot.name,
-                    "gpu": slot.gpu.index if slot.gpu else None,
-                    "uuid": slot.gpu.uuid if slot.gpu else None,
-                    "name": g.name if g else "cpu",
-                    "utilization": g.utilization if g else None,
-                    "memory_used_mb": g.memory_used_mb if g else None,
-                    "memory_total_mb": g.memory_total_mb if g else None,
-                    "trials": holders.get(slot.name, []),
-                }
-            )
-        return out
-
-    async def op_logs(self, trial: Any, offset: int = 0, limit: int = 1 << 19) -> dict[str, Any]:
-        row = await self.store.trial(_int(trial, "trial"))
-        if row is None:
-            raise HpdError(f"no trial {trial}")
-        path = self.layout.trial_log(row.exp_id, row.id)
-        offset, limit = max(0, _int(offset, "offset")), min(1 << 19, max(1, _int(limit, "limit")))
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read(limit)
-        except FileNotFoundError:
-            data = b""
-        done = row.state in FINAL_TRIAL_STATES
-        return {"text": data.decode(errors="replace"), "offset": offset + len(data), "final": done}
-
-    async def op_export(self, exp: Any, format: str = "json") -> Any:
-        trials = await self.op_trials(exp)
-        curves = await self.store.metrics([t["id"] for t in trials])
-        for t in trials:
-            t["metrics"] = views.curve(curves.get(t["id"], []))
-        if format == "csv":
-            return {"csv": views.export_csv(trials)}
-        if format != "json":
-            raise HpdError(f"format: must be csv or json, got {format!r}")
-        return {"experiment": await self.op_status(exp), "trials": trials}
-
     async def _set_state(self, exp: Any, allowed: tuple[str, ...], new: str) -> Experiment:
-        exp_id = _int(exp, "experiment")
+        exp_id = as_int(exp, "experiment")
         live = self.s.experiments.get(exp_id)
         if live is None or live.state not in allowed:
             row = await self._exp_row(exp_id)
-            raise HpdError(
-                f"experiment {exp_id} is {row.state}; cannot {new[:-1] if new.endswith('d') else new}"
-            )
+            raise HpdError(f"experiment {exp_id} is {row.state}; cannot {_VERBS.get(new, new)} it")
         async with self._mutex:
             ops: list[Op] = [
                 ExperimentState(exp_id, new, self.clock() if new == "cancelled" else None),
@@ -937,106 +827,12 @@ class Daemon:
 
     # -- from trials ------------------------------------------------------------------------
 
-    def _fenced(self, trial: Any, attempt: Any) -> Running:
-        run = self.s.running.get(_int(trial, "trial"))
-        if run is None or run.attempt != _int(attempt, "attempt"):
-            raise HpdError(f"stale attempt {attempt} of trial {trial}: refused, not recorded")
-        return run
-
-    async def op_report(
-        self, trial: Any, attempt: Any, reports: Any = None, epoch: Any = None, metrics: Any = None
-    ) -> dict[str, Any]:
-        """One report, or a batch (``reports``: [{epoch, metrics}]), committed together."""
-        run = self._fenced(trial, attempt)
-        items = reports if reports is not None else [{"epoch": epoch, "metrics": metrics}]
-        parsed = self._parse_reports(run, items)
-        await self.store.add_reports(parsed)
-        self._reported(run, parsed)
-        return {"stop": run.stop_reason is not None}
-
-    def _parse_reports(self, run: Running, items: Any) -> list[Report]:
-        if not isinstance(items, list) or len(items) > 4096:
-            raise HpdError("reports: must be a list of at most 4096 reports")
-        now = self.clock()
-        return [self._parse_report(run, item, now) for item in items]
-
-    def _reported(self, run: Running, parsed: list[Report]) -> None:
-        """Once reports are durable: progress, epoch, and the rung result if this is its epoch."""
-        run.last_progress = self.clock()
-        metric = run.exp.spec.metric
-        for rep in parsed:
-            run.trial.epoch = max(run.trial.epoch, rep.epoch)
-            if rep.epoch == run.trial.target:
-                values = json.loads(rep.data)
-                if metric in values:
-                    run.result = protocol.decode_number(values[metric])
-
-    def _parse_report(self, run: Running, item: Any, now: float) -> Report:
-        if not isinstance(item, dict):
-            raise HpdError("reports: each report must be an object")
-        epoch = _int(item.get("epoch"), "epoch")
-        if not 1 <= epoch <= run.trial.target:
-            raise HpdError(
-                f"epoch {epoch} is outside this segment (1..{run.trial.target}):"
-                f" the trial was not promoted beyond epoch {run.trial.target}"
-            )
-        metrics = item.get("metrics")
-        if not isinstance(metrics, dict) or not metrics:
-            raise HpdError("metrics: must be a non-empty object")
-        try:
-            values = {
-                str(k): protocol.encode_number(protocol.decode_number(v))
-                for k, v in metrics.items()
-            }
-        except ProtocolError as exc:
-            raise HpdError(f"metrics: {exc}") from None
-        return Report(run.trial.id, epoch, run.attempt, now, json.dumps(values))
-
-    async def op_checkpoint(
-        self, trial: Any, attempt: Any, epoch: Any, name: Any, reports: Any = ()
-    ) -> dict[str, Any]:
-        run = self._fenced(trial, attempt)
-        m = _CKPT_NAME.match(str(name))
-        if m is None or int(m.group(2)) != run.attempt:
-            raise HpdError(f"checkpoint name {name!r} was not generated for this attempt")
-        path = self.layout.checkpoint_dir(run.exp.id, run.trial.id) / str(name)
-        if not path.is_dir():
-            raise HpdError(f"checkpoint {name!r} does not exist in the trial's checkpoint dir")
-        epoch = _int(epoch, "epoch")
-        parsed = self._parse_reports(run, list(reports or []))
-        update = TrialUpdate(run.trial.id, {"ckpt_path": str(path), "ckpt_epoch": epoch})
-        await self.store.commit_with_reports("checkpoint", parsed, [update])
-        run.trial.ckpt_path, run.trial.ckpt_epoch = str(path), epoch
-        self._reported(run, parsed)
-        return {"registered": True}
-
-    async def op_timing(self, trial: Any, attempt: Any, timing: Any) -> dict[str, Any]:
-        run = self._fenced(trial, attempt)
-        if not isinstance(timing, dict):
-            raise HpdError("timing: must be an object")
-        text = json.dumps(timing, allow_nan=False)
-        if len(text) > 4096:
-            raise HpdError("timing: too large")
-        await self.store.commit("timing", [TrialUpdate(run.trial.id, {"subset": text})])
-        run.last_progress = self.clock()
-        return {}
-
     async def op_retrain(self, **_: Any) -> Any:
         raise HpdError("retrain is not implemented yet")
 
 
 def _args(req: protocol.Request) -> dict[str, Any]:
     return {k: v for k, v in req.args.items() if isinstance(k, str) and k.isidentifier()}
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise HpdError(f"{name}: must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    raise HpdError(f"{name}: must be an integer, got {value!r}")
 
 
 def _write_header(log: Path, attempt: int, t: Trial, lease: gpus.Lease) -> None:

@@ -34,7 +34,8 @@ def _data_root() -> Path | None:
 
 
 def _idx(path: Path, ndim: int) -> npt.NDArray[np.uint8]:
-    raw = gzip.open(path, "rb").read()
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
     shape = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """``--state-dir``, else ``$HPD_HOME``, else ``$XDG_STATE_HOME/hpd`` (``~/.local/state/hpd``)."""
+    """``--state-dir``, else ``$HPD_HOME``, else ``$XDG_STATE_HOME/hpd`` (~/.local/state/hpd)."""
     if explicit:
         return Path(explicit).expanduser().resolve()
     home = os.environ.get("HPD_HOME")

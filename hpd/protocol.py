@@ -116,7 +116,7 @@ def decode_request(line: bytes) -> Request:
     args = obj.get("args", {})
     if not isinstance(args, dict):
         raise ProtocolError("malformed message: args must be an object")
-    return Request(op=op, args=args, id=obj["id"] if "id" in obj else 0)
+    return Request(op=op, args=args, id=obj.get("id", 0))
 
 
 def decode_response(line: bytes) -> Response:

@@ -146,6 +146,8 @@ class Server:
     async def _send_error(
         self, writer: asyncio.StreamWriter, req_id: int, code: str, message: str
     ) -> None:
-        writer.write(protocol.encode_response(protocol.Response(req_id, False, None, code, message)))
+        writer.write(
+            protocol.encode_response(protocol.Response(req_id, False, None, code, message))
+        )
         with contextlib.suppress(ConnectionError):
             await writer.drain()

@@ -569,7 +569,8 @@ def apply_ops(conn: sqlite3.Connection, *, ops: Sequence[Op]) -> None:
 
 def _exp_in(c: sqlite3.Connection, op: Any) -> None:
     c.execute(
-        "INSERT INTO experiments (id, name, spec, state, created_at, parent_id) VALUES (?,?,?,?,?,?)",
+        "INSERT INTO experiments (id, name, spec, state, created_at, parent_id)"
+        " VALUES (?,?,?,?,?,?)",
         (op.id, op.name, op.spec, op.state, op.created_at, op.parent_id),
     )
 
@@ -618,7 +619,8 @@ def _trials_of_exp(c: sqlite3.Connection, op: Any) -> None:
 def _result_in(c: sqlite3.Connection, op: Any) -> None:
     kind = value_kind(op.value)
     c.execute(
-        "INSERT INTO results (trial_id, rung, value, kind, epoch, recorded_at) VALUES (?,?,?,?,?,?)",
+        "INSERT INTO results (trial_id, rung, value, kind, epoch, recorded_at)"
+        " VALUES (?,?,?,?,?,?)",
         (
             op.trial_id,
             op.rung,
@@ -632,7 +634,8 @@ def _result_in(c: sqlite3.Connection, op: Any) -> None:
 
 def _attempt_in(c: sqlite3.Connection, op: Any) -> None:
     c.execute(
-        "INSERT INTO attempts (id, trial_id, rung, slot, started_at, pid, pgid, start_ticks, boot_id)"
+        "INSERT INTO attempts"
+        " (id, trial_id, rung, slot, started_at, pid, pgid, start_ticks, boot_id)"
         " VALUES (?,?,?,?,?,?,?,?,?)",
         (
             op.id,

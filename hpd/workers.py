@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hpd import protocol, procs
+from hpd import procs, protocol
 from hpd.errors import HpdError, ProtocolError
 
 logger = logging.getLogger(__name__)

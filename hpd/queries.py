@@ -1,0 +1,160 @@
+"""The daemon's read-only requests: experiments, trials, events, the ladder, GPUs, logs, export.
+
+Owns the answers to questions about state (the ``--json`` views come from ``hpd.views``).
+Must never change state: everything that writes lives in ``hpd.daemon``. A mixin of ``Daemon``,
+so it sees the daemon's store, clock, live experiments and slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpd import gpus, protocol, views
+from hpd.errors import HpdError
+from hpd.experiment import FINAL_TRIAL_STATES, Experiment
+from hpd.paths import Layout
+from hpd.spec import parse_spec
+from hpd.store import LADDER_EVENTS, Store
+
+if TYPE_CHECKING:
+    from hpd.daemon import DaemonState
+
+
+class QueryOps:
+    store: Store
+    layout: Layout
+    clock: Callable[[], float]
+    s: DaemonState
+    slots: gpus.SlotTable
+    samples: dict[str, gpus.GpuInfo]
+
+    async def _exp_row(self, exp: Any) -> Any:
+        exp_id = as_int(exp, "experiment")
+        row = await self.store.experiment(exp_id)
+        if row is None:
+            raise HpdError(f"no experiment {exp_id}")
+        return row
+
+    async def op_ls(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        out = []
+        for row in await self.store.experiments():
+            trials = await self.store.trials(row.id)
+            out.append(views.status(row, trials, await self.store.results(row.id), now))
+        return out
+
+    async def op_status(self, exp: Any) -> dict[str, Any]:
+        row = await self._exp_row(exp)
+        trials = await self.store.trials(row.id)
+        return views.status(row, trials, await self.store.results(row.id), self.clock())
+
+    async def op_trials(self, exp: Any) -> list[dict[str, Any]]:
+        row = await self._exp_row(exp)
+        results = await self.store.results(row.id)
+        return [views.trial(t, results.get(t.id, {})) for t in await self.store.trials(row.id)]
+
+    async def op_best(self, exp: Any) -> dict[str, Any] | None:
+        return (await self.op_status(exp))["best"]  # type: ignore[no-any-return]
+
+    async def op_events(self, exp: Any, after: int = 0, limit: int = -1) -> list[dict[str, Any]]:
+        row = await self._exp_row(exp)
+        rows = await self.store.events(
+            row.id, after=as_int(after, "after"), limit=as_int(limit, "limit")
+        )
+        return [views.event(e) for e in rows]
+
+    async def op_metrics(self, trials: Any) -> dict[str, list[dict[str, Any]]]:
+        ids = [as_int(t, "trials") for t in (trials if isinstance(trials, list) else [trials])]
+        got = await self.store.metrics(ids)
+        return {str(k): views.curve(v) for k, v in got.items()}
+
+    async def op_ladder(self, exp: Any) -> list[dict[str, Any]]:
+        exp_id = as_int(exp, "experiment")
+        live = self.s.experiments.get(exp_id)
+        if live is None:
+            row = await self._exp_row(exp_id)
+            live = Experiment.new(
+                row.id, parse_spec(json.loads(row.spec)), row.state, row.created_at
+            )
+            live.replay(
+                await self.store.events(row.id, types=LADDER_EVENTS),
+                await self.store.trials(row.id),
+            )
+        out = []
+        for b in range(len(live.ladder.brackets)):
+            for st in live.ladder.rung_stats(b):
+                d = {k: getattr(st, k) for k in st.__dataclass_fields__}
+                for k in ("cutoff_value", "best"):
+                    if d.get(k) is not None:
+                        d[k] = protocol.encode_number(d[k])
+                out.append(d)
+        return out
+
+    async def op_gpus(self) -> list[dict[str, Any]]:
+        holders: dict[str, list[int]] = {}
+        for run in self.s.running.values():
+            for slot in run.lease.slots:
+                holders.setdefault(slot.name, []).append(run.trial.id)
+        out = []
+        for slot in self.slots.gpu_slots + self.slots.cpu_slots:
+            g = self.samples.get(slot.gpu.uuid) if slot.gpu else None
+            out.append(
+                {
+                    "slot": slot.name,
+                    "gpu": slot.gpu.index if slot.gpu else None,
+                    "uuid": slot.gpu.uuid if slot.gpu else None,
+                    "name": g.name if g else "cpu",
+                    "utilization": g.utilization if g else None,
+                    "memory_used_mb": g.memory_used_mb if g else None,
+                    "memory_total_mb": g.memory_total_mb if g else None,
+                    "trials": holders.get(slot.name, []),
+                }
+            )
+        return out
+
+    async def op_logs(self, trial: Any, offset: int = 0, limit: int = 1 << 19) -> dict[str, Any]:
+        row = await self.store.trial(as_int(trial, "trial"))
+        if row is None:
+            raise HpdError(f"no trial {trial}")
+        path = self.layout.trial_log(row.exp_id, row.id)
+        offset, limit = (
+            max(0, as_int(offset, "offset")),
+            min(1 << 19, max(1, as_int(limit, "limit"))),
+        )
+        data = await asyncio.to_thread(_read_chunk, path, offset, limit)
+        done = row.state in FINAL_TRIAL_STATES
+        return {"text": data.decode(errors="replace"), "offset": offset + len(data), "final": done}
+
+    async def op_export(self, exp: Any, format: str = "json") -> Any:
+        trials = await self.op_trials(exp)
+        curves = await self.store.metrics([t["id"] for t in trials])
+        for t in trials:
+            t["metrics"] = views.curve(curves.get(t["id"], []))
+        if format == "csv":
+            return {"csv": views.export_csv(trials)}
+        if format != "json":
+            raise HpdError(f"format: must be csv or json, got {format!r}")
+        return {"experiment": await self.op_status(exp), "trials": trials}
+
+
+def as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise HpdError(f"{name}: must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    raise HpdError(f"{name}: must be an integer, got {value!r}")
+
+
+def _read_chunk(path: Path, offset: int, limit: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+    except FileNotFoundError:
+        return b""

@@ -1,0 +1,116 @@
+"""The daemon's side of the trial API: fenced reports, checkpoint registration, timings.
+
+Owns the rules for what a running trial may record: only its current attempt is heard (stale
+attempts are refused and never recorded), only epochs inside its segment, only numbers (NaN and
+inf kept explicitly as such), only checkpoint names the trial API generated for this attempt.
+Every accepted message is durable before it is acknowledged. A mixin of ``Daemon``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hpd import protocol
+from hpd.errors import HpdError, ProtocolError
+from hpd.paths import Layout
+from hpd.queries import as_int
+from hpd.store import Report, Store, TrialUpdate
+
+if TYPE_CHECKING:
+    from hpd.daemon import DaemonState, Running
+
+_CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
+
+
+class TrialOps:
+    store: Store
+    layout: Layout
+    clock: Callable[[], float]
+    s: DaemonState
+
+    def _fenced(self, trial: Any, attempt: Any) -> Running:
+        run = self.s.running.get(as_int(trial, "trial"))
+        if run is None or run.attempt != as_int(attempt, "attempt"):
+            raise HpdError(f"stale attempt {attempt} of trial {trial}: refused, not recorded")
+        return run
+
+    async def op_report(
+        self, trial: Any, attempt: Any, reports: Any = None, epoch: Any = None, metrics: Any = None
+    ) -> dict[str, Any]:
+        """One report, or a batch (``reports``: [{epoch, metrics}]), committed together."""
+        run = self._fenced(trial, attempt)
+        items = reports if reports is not None else [{"epoch": epoch, "metrics": metrics}]
+        parsed = self._parse_reports(run, items)
+        await self.store.add_reports(parsed)
+        self._reported(run, parsed)
+        return {"stop": run.stop_reason is not None}
+
+    def _parse_reports(self, run: Running, items: Any) -> list[Report]:
+        if not isinstance(items, list) or len(items) > 4096:
+            raise HpdError("reports: must be a list of at most 4096 reports")
+        now = self.clock()
+        return [self._parse_report(run, item, now) for item in items]
+
+    def _reported(self, run: Running, parsed: list[Report]) -> None:
+        """Once reports are durable: progress, epoch, and the rung result if this is its epoch."""
+        run.last_progress = self.clock()
+        metric = run.exp.spec.metric
+        for rep in parsed:
+            run.trial.epoch = max(run.trial.epoch, rep.epoch)
+            if rep.epoch == run.trial.target:
+                values = json.loads(rep.data)
+                if metric in values:
+                    run.result = protocol.decode_number(values[metric])
+
+    def _parse_report(self, run: Running, item: Any, now: float) -> Report:
+        if not isinstance(item, dict):
+            raise HpdError("reports: each report must be an object")
+        epoch = as_int(item.get("epoch"), "epoch")
+        if not 1 <= epoch <= run.trial.target:
+            raise HpdError(
+                f"epoch {epoch} is outside this segment (1..{run.trial.target}):"
+                f" the trial was not promoted beyond epoch {run.trial.target}"
+            )
+        metrics = item.get("metrics")
+        if not isinstance(metrics, dict) or not metrics:
+            raise HpdError("metrics: must be a non-empty object")
+        try:
+            values = {
+                str(k): protocol.encode_number(protocol.decode_number(v))
+                for k, v in metrics.items()
+            }
+        except ProtocolError as exc:
+            raise HpdError(f"metrics: {exc}") from None
+        return Report(run.trial.id, epoch, run.attempt, now, json.dumps(values))
+
+    async def op_checkpoint(
+        self, trial: Any, attempt: Any, epoch: Any, name: Any, reports: Any = ()
+    ) -> dict[str, Any]:
+        run = self._fenced(trial, attempt)
+        m = _CKPT_NAME.match(str(name))
+        if m is None or int(m.group(2)) != run.attempt:
+            raise HpdError(f"checkpoint name {name!r} was not generated for this attempt")
+        path = self.layout.checkpoint_dir(run.exp.id, run.trial.id) / str(name)
+        if not path.is_dir():
+            raise HpdError(f"checkpoint {name!r} does not exist in the trial's checkpoint dir")
+        epoch = as_int(epoch, "epoch")
+        parsed = self._parse_reports(run, list(reports or []))
+        update = TrialUpdate(run.trial.id, {"ckpt_path": str(path), "ckpt_epoch": epoch})
+        await self.store.commit_with_reports("checkpoint", parsed, [update])
+        run.trial.ckpt_path, run.trial.ckpt_epoch = str(path), epoch
+        self._reported(run, parsed)
+        return {"registered": True}
+
+    async def op_timing(self, trial: Any, attempt: Any, timing: Any) -> dict[str, Any]:
+        run = self._fenced(trial, attempt)
+        if not isinstance(timing, dict):
+            raise HpdError("timing: must be an object")
+        text = json.dumps(timing, allow_nan=False)
+        if len(text) > 4096:
+            raise HpdError("timing: too large")
+        await self.store.commit("timing", [TrialUpdate(run.trial.id, {"subset": text})])
+        run.last_progress = self.clock()
+        return {}
