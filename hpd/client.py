@@ -118,16 +118,19 @@ class Experiment:
     def export(self, format: str = "json") -> Any:
         return self.client.call("export", exp=self.id, format=format)
 
-    def wait(self, timeout: float | None = None, poll: float = 0.2) -> dict[str, Any]:
-        """Block until the experiment is completed, failed or cancelled; returns its status."""
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the experiment is completed, failed or cancelled; returns its status.
+
+        The daemon answers when the experiment ends (a long poll), so waiting costs nothing.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            st = self.status()
+            left = 30.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            st: dict[str, Any] = self.client.call("wait", exp=self.id, timeout=min(30.0, left))
             if st["state"] in FINAL:
                 return st
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"experiment {self.id} still {st['state']} after {timeout} s")
-            time.sleep(poll)
 
 
 class AsyncClient:
@@ -232,16 +235,18 @@ class AsyncExperiment:
     async def export(self, format: str = "json") -> Any:
         return await self.client.call("export", exp=self.id, format=format)
 
-    async def wait(self, timeout: float | None = None, poll: float = 0.2) -> dict[str, Any]:
+    async def wait(self, timeout: float | None = None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            st = await self.status()
+            left = 30.0 if deadline is None else max(0.0, deadline - loop.time())
+            st: dict[str, Any] = await self.client.call(
+                "wait", exp=self.id, timeout=min(30.0, left)
+            )
             if st["state"] in FINAL:
                 return st
-            if deadline is not None and loop.time() > deadline:
+            if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(f"experiment {self.id} still {st['state']} after {timeout} s")
-            await asyncio.sleep(poll)
 
 
 def connect_unix(path: str) -> Channel:

@@ -124,6 +124,7 @@ class DaemonState:
     experiments: dict[int, Experiment] = field(default_factory=dict)
     running: dict[int, Running] = field(default_factory=dict)  # by trial id
     degraded: str | None = None
+    ended: asyncio.Condition = field(default_factory=asyncio.Condition)  # an experiment ended
 
 
 class Daemon(QueryOps, TrialOps):
@@ -391,6 +392,7 @@ class Daemon(QueryOps, TrialOps):
         )
         exp.state = state
         del self.s.experiments[exp.id]
+        await self._notify_ended()
 
     async def _launch(self, exp: Experiment, nxt: Next, lease: gpus.Lease) -> None:
         """Record the decision and the attempt in one transaction, then start the segment."""
@@ -405,7 +407,8 @@ class Daemon(QueryOps, TrialOps):
         ckpt_dir = self.layout.checkpoint_dir(exp.id, t.id)
         launch = self._launch_spec(exp, t, attempt, lease, log, str(ckpt_dir))
         try:
-            log.parent.mkdir(parents=True, exist_ok=True)
+            if t.attempts == 0:  # a trial's dir is made once: mkdir is not free on every FS
+                log.parent.mkdir(parents=True, exist_ok=True)
             worker = await self._worker_for(exp, lease) if exp.spec.entrypoint else None
             ident = worker.identity if worker else None
             t.state, t.attempts = "running", t.attempts + 1
@@ -421,7 +424,6 @@ class Daemon(QueryOps, TrialOps):
         if nxt.ladder_event is not None:
             exp.ladder.apply(nxt.ladder_event)
         exp.trials[t.idx] = t
-        _write_header(log, attempt, t, lease)
         run.task = asyncio.create_task(self._run_segment(run, launch, worker), name=f"trial:{t.id}")
 
     async def _commit_start(
@@ -469,7 +471,12 @@ class Daemon(QueryOps, TrialOps):
     ) -> Launch:
         seg = exp.segment(t, attempt, ckpt_dir)
         spec_env = dict(exp.spec.env)
-        env = trial_environment(os.environ, {**spec_env, **lease.environment()})
+        # A command's process gets a whole environment; a warm worker already has one.
+        env = (
+            trial_environment(os.environ, {**spec_env, **lease.environment()})
+            if exp.spec.command
+            else {}
+        )
         return Launch(
             segment=seg,
             log_path=log,
@@ -478,11 +485,15 @@ class Daemon(QueryOps, TrialOps):
             command=exp.spec.command,
             entrypoint=exp.spec.entrypoint,
             extra={"spec_env": spec_env},
+            header=_header(attempt, t, lease),
         )
 
     async def _worker_for(self, exp: Experiment, lease: gpus.Lease) -> WarmWorker:
-        env = trial_environment(os.environ, lease.environment())
-        env["HPD_SOCKET"] = str(self.layout.socket)
+        def env() -> dict[str, str]:
+            out = trial_environment(os.environ, lease.environment())
+            out["HPD_SOCKET"] = str(self.layout.socket)
+            return out
+
         return await self.pool.get(lease.label, env)
 
     async def _prewarm(self, exp: Experiment) -> None:
@@ -497,6 +508,10 @@ class Daemon(QueryOps, TrialOps):
         for slot in order[: res.max_concurrent]:
             with contextlib.suppress(Exception):  # a failure here is retried at launch
                 await self._worker_for(exp, gpus.Lease((slot,)))
+
+    async def _notify_ended(self) -> None:
+        async with self.s.ended:
+            self.s.ended.notify_all()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -823,6 +838,7 @@ class Daemon(QueryOps, TrialOps):
             if run.exp is live:
                 self._request_stop(run, "cancel")
         self.s.experiments.pop(live.id, None)
+        await self._notify_ended()
         return {"id": live.id, "state": live.state}
 
     # -- from trials ------------------------------------------------------------------------
@@ -835,14 +851,14 @@ def _args(req: protocol.Request) -> dict[str, Any]:
     return {k: v for k, v in req.args.items() if isinstance(k, str) and k.isidentifier()}
 
 
-def _write_header(log: Path, attempt: int, t: Trial, lease: gpus.Lease) -> None:
+def _header(attempt: int, t: Trial, lease: gpus.Lease) -> str:
+    """The line that opens each segment in the trial's log (written by whoever opens the log)."""
     start = t.ckpt_epoch + 1 if t.ckpt_path else 1
     cuda = lease.environment()["CUDA_VISIBLE_DEVICES"] or "(none)"
-    with open(log, "a") as f:
-        f.write(
-            f"[hpd] attempt {attempt}: rung {t.rung}, epochs {start}..{t.target}, "
-            f"slot {lease.label}, CUDA_VISIBLE_DEVICES={cuda}\n"
-        )
+    return (
+        f"[hpd] attempt {attempt}: rung {t.rung}, epochs {start}..{t.target}, "
+        f"slot {lease.label}, CUDA_VISIBLE_DEVICES={cuda}\n"
+    )
 
 
 def _dump_tasks() -> None:
@@ -874,4 +890,12 @@ def serve_forever(cfg: Config) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     daemon = Daemon(cfg)
-    asyncio.run(daemon.run(on_ready=notify_ready))
+    profile = os.environ.get("HPD_PROFILE")  # for developers: cProfile stats written at exit
+    if not profile:
+        asyncio.run(daemon.run(on_ready=notify_ready))
+        return
+    import cProfile
+
+    with cProfile.Profile() as prof:
+        asyncio.run(daemon.run(on_ready=notify_ready))
+    prof.dump_stats(profile)

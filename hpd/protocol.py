@@ -41,6 +41,7 @@ OPS = frozenset(
         "metrics",
         "daemon",
         "retrain",
+        "wait",
         "run",  # daemon -> warm worker only
     }
 )

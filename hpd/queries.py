@@ -8,6 +8,7 @@ so it sees the daemon's store, clock, live experiments and slots.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,18 @@ class QueryOps:
         if row is None:
             raise HpdError(f"no experiment {exp_id}")
         return row
+
+    async def op_wait(self, exp: Any, timeout: Any = 30.0) -> dict[str, Any]:
+        """Long poll: the experiment's status once it has ended, or after ``timeout`` seconds."""
+        exp_id = as_int(exp, "experiment")
+        limit = min(max(float(timeout), 0.0), 300.0) if isinstance(timeout, (int, float)) else 30.0
+        # The predicate is checked under the condition's lock, and an experiment leaves the
+        # live set before the notification: an end between check and wait cannot be missed.
+        async with self.s.ended:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(limit):
+                    await self.s.ended.wait_for(lambda: exp_id not in self.s.experiments)
+        return await self.op_status(exp_id)
 
     async def op_ls(self) -> list[dict[str, Any]]:
         now = self.clock()

@@ -119,7 +119,9 @@ class TrialContext:
         self.subset: dict[str, Any] = dict(segment.get("subset") or {})
         self._restored_epoch = int(segment.get("checkpoint_epoch") or 0)
         self._pending: list[dict[str, Any]] = []
-        self._last_send = 0.0
+        # The segment's start counts as a send: a first epoch shorter than BATCH_S rides with
+        # its checkpoint instead of costing a round trip and a commit of its own.
+        self._last_send = time.monotonic()
         self._epoch = self._restored_epoch
         self._stop = False
 

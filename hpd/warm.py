@@ -44,12 +44,14 @@ def load_entrypoint(workdir: str, entrypoint: str) -> Callable[[TrialContext], A
 
 
 @contextlib.contextmanager
-def _output_to(path: str) -> Iterator[None]:
+def _output_to(path: str, header: str) -> Iterator[None]:
     """Point fds 1 and 2 at the trial's log for the duration of one segment."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    if header:
+        os.write(fd, header.encode())
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
@@ -84,7 +86,10 @@ def run_segment(seg: dict[str, Any], channel: Channel) -> dict[str, Any]:
     ctx = TrialContext(seg, channel)
     _current.append(ctx)
     try:
-        with _output_to(seg["log"]), _environment(seg.get("env", {}), seg["workdir"]):
+        with (
+            _output_to(seg["log"], seg.get("header", "")),
+            _environment(seg.get("env", {}), seg["workdir"]),
+        ):
             try:
                 fn = load_entrypoint(seg["workdir"], seg["entrypoint"])
                 fn(ctx)

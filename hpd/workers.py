@@ -60,6 +60,7 @@ class Launch:
     command: tuple[str, ...] | None = None
     entrypoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    header: str = ""  # the first line of this segment in the trial's log
 
 
 def trial_environment(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
@@ -112,6 +113,8 @@ class CommandSegment:
         env["HPD_SOCKET"] = socket_path
         env["HPD_SEGMENT"] = json.dumps(launch.segment)
         with open(launch.log_path, "ab") as log:
+            log.write(launch.header.encode())
+            log.flush()
             try:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -190,6 +193,7 @@ class WarmWorker:
             workdir=launch.cwd,
             entrypoint=launch.entrypoint,
             env=launch.extra.get("spec_env", {}),
+            header=launch.header,
         )
         try:
             self._writer.write(protocol.encode_request(protocol.Request("run", args, run_id)))
@@ -250,14 +254,18 @@ class WorkerPool:
         self._workers: dict[str, WarmWorker] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def get(self, key: str, env: Mapping[str, str]) -> WarmWorker:
+    async def get(self, key: str, env: Callable[[], Mapping[str, str]]) -> WarmWorker:
+        """The live worker for ``key``; ``env()`` is built only when one must be started."""
+        worker = self._workers.get(key)
+        if worker is not None and worker.alive:
+            return worker
         # One lock per key: a prewarm and a launch racing for a slot start one worker, not two.
         async with self._locks.setdefault(key, asyncio.Lock()):
             worker = self._workers.get(key)
             if worker is None or not worker.alive:
                 self._log_dir.mkdir(parents=True, exist_ok=True)
                 safe = key.replace(":", "_").replace(",", "+")
-                worker = await WarmWorker.start(env, self._log_dir / f"worker-{safe}.log")
+                worker = await WarmWorker.start(env(), self._log_dir / f"worker-{safe}.log")
                 self._workers[key] = worker
             return worker
 

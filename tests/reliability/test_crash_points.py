@@ -19,6 +19,8 @@ from tests.reliability.conftest import DaemonProc, base_spec, final_ladder, wait
 SPEC = base_spec(
     searcher={"max_trials": 9, "max_resource": 9, "min_resource": 1, "eta": 3},
     resources={"gpus_per_trial": 0, "max_concurrent": 1},
+    # checkpoints once per segment, so reports also commit on their own ('reports' label)
+    entrypoint="tests.reliability.trials:rung_checkpoint",
 )
 # command trials (one process per segment, the only ones with an attempt_pid commit)
 COMMAND_SPEC = {k: v for k, v in SPEC.items() if k != "entrypoint"}

@@ -37,3 +37,16 @@ def slow(ctx: TrialContext) -> None:
     for epoch in ctx.epochs():
         time.sleep(float(os.environ.get("HPD_TEST_SLEEP", "0.5")))
         ctx.report(epoch, loss=1.0 / epoch)
+
+
+def rung_checkpoint(ctx: TrialContext) -> None:
+    """Reports every epoch and checkpoints once per segment: its reports commit on their own
+    (at the end of ``epochs()``), not with a checkpoint, so the 'reports' write path runs."""
+    state = ctx.restore() or {"epochs": 0}
+    lr, mom = float(ctx.params["lr"]), float(ctx.params["momentum"])
+    for epoch in ctx.epochs():
+        if state["epochs"] != epoch - 1:
+            raise RuntimeError(f"resumed at epoch {epoch} after {state['epochs']} epochs")
+        state["epochs"] = epoch
+        ctx.report(epoch, loss=loss(lr, mom, epoch))
+    ctx.checkpoint(state)
