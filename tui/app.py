@@ -158,13 +158,17 @@ class HpdApp(App[None]):
     # -- data in -------------------------------------------------------------------------
 
     def on_daemon_polled(self, msg: DaemonPolled) -> None:
-        if self.closing:
+        if self.closing or not self._mounted_main():
             return
         self.main.query_one(ExperimentsTable).show(msg.experiments)
         self.main.query_one(GpusView).slots = msg.gpus
 
+    def _mounted_main(self) -> bool:
+        # A poll answered while the app shuts down finds its widgets already removed.
+        return bool(self.screen_stack) and bool(self.main.query(ExperimentsTable))
+
     def on_experiment_polled(self, msg: ExperimentPolled) -> None:
-        if msg.status.get("id") != self.exp_id or self.closing:
+        if msg.status.get("id") != self.exp_id or self.closing or not self._mounted_main():
             return
         self.status, self.trials = msg.status, msg.trials
         self.sub_title = f"#{msg.status['id']} {msg.status['name']} · {msg.status['state']}"
