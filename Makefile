@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # The CPU build of torch (local wheel on our machines); an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-fast check lint format typecheck bench clean
+.PHONY: demo test test-fast check lint format typecheck bench bench-peers clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,10 +40,19 @@ typecheck: $(VENV)/.dev
 
 check: lint typecheck test
 
-bench: $(VENV)/.dev
-	$(PY) bench/segment_overhead.py
-	$(PY) bench/report_throughput.py
-	$(PY) bench/subset.py
+# Each benchmark prints a table and a final JSON line (appended to bench/results/*.jsonl).
+bench: $(VENV)/.dev bench-peers
+	$(PY) -m bench.segment_overhead --slots 1 4
+	$(PY) -m bench.report_throughput
+	$(PY) -m bench.peers.curve
+	$(PY) -m bench.overhead --trials 256 --repeats 3
+	$(PY) -m bench.scaling
+	$(PY) -m bench.subset
+	$(PY) -m bench.gpu
+
+# Optuna and Ray Tune in their own venvs (.bench-venvs/), never in hpd's.
+bench-peers:
+	bash bench/peers/setup.sh
 
 clean:
-	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .bench-venvs .state .pytest_cache .mypy_cache .ruff_cache

@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 def daemon(fake_gpus: int = 4, args: tuple[str, ...] = ()) -> Iterator[Client]:
     """A daemon on fake GPUs, stopped (SIGTERM) on exit."""
     with tempfile.TemporaryDirectory(prefix="hpd-bench-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HPD_") or k == "HPD_PROFILE"}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("HPD_") or k == "HPD_PROFILE"
+        }
         env.pop("XDG_RUNTIME_DIR", None)
         env.update(HPD_FAKE_GPUS=str(fake_gpus), PYTHONPATH=str(REPO), HPD_LOG_LEVEL="WARNING")
         cmd = [sys.executable, "-m", "hpd", "start", "--foreground", "--state-dir", tmp, *args]
