@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def _assert_no_shared_gpu(events: list[dict[str, Any]]) -> None:
     assert not start, "segments without an end"
     for g, s in spans.items():
         s.sort()
-        for (_, end), (begin, _) in zip(s, s[1:], strict=False):
+        for (_, end), (begin, _) in itertools.pairwise(s):
             assert begin > end, f"two trials on {g} at once"
     assert len(spans) == 4
 

@@ -366,7 +366,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-@pytest.mark.parametrize("name,change,loc", BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
+@pytest.mark.parametrize(("name", "change", "loc"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
 def test_bad_spec_changes_nothing(make_daemon: Any, tmp_path: Path, name: str,
                                   change: dict[str, Any], loc: str) -> None:
     d = make_daemon()
