@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from hpd.subset.data import dataset_labels, fetch_batches, unwrap
-from hpd.subset.features import last_layer_features
+from hpd.subset.features import last_layer_features, model_device
 from hpd.subset.strategies import STRATEGIES, budget, select, select_batches
 
 Tensor = torch.Tensor
@@ -82,6 +82,7 @@ class SubsetLoader:
     ``pool`` (per-batch mode): run the inference pass only on ``pool * k`` random candidate
     batches (k = the batches chosen) and match their gradient sum, not the full one; it cuts
     the selection's inference cost by ``pool * fraction`` (a cost/quality knob; default: all).
+    ``tol``, ``fill_weight``: passed to ``select`` (GRAD-MATCH's stop and fill).
     The epoch counter advances by one per ``iter()`` unless ``set_epoch`` is called.
     """
 
@@ -107,9 +108,15 @@ class SubsetLoader:
         amp: bool = False,
         label_smoothing: float = 0.0,
         pool: float | None = None,
+        fill_weight: float = 1.0,
     ) -> None:
         if strategy == "gradmatch_pb":
             strategy, per_batch = "gradmatch", True
+        # "none" (the spec's default): every sample at weight 1, so one training script serves
+        # full-data and subset scenarios alike, with the same timings reported.
+        full_data = strategy == "none"
+        if full_data:
+            strategy, fraction, per_batch = "random", 1.0, False
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
         if strategy != "random" and model is None:
@@ -134,8 +141,11 @@ class SubsetLoader:
         self.amp = amp
         self.label_smoothing = label_smoothing
         self.pool = pool
+        self.fill_weight = fill_weight
         self.on_timing = on_timing
-        self.timings = SubsetTimings(strategy=strategy, fraction=self.fraction)
+        self.timings = SubsetTimings(
+            strategy="none" if full_data else strategy, fraction=self.fraction
+        )
         self._n = len(ds)
         self._epoch = 0
         self._round = -1
@@ -197,7 +207,10 @@ class SubsetLoader:
             labels = feats.labels if feats is not None else self._dataset_labels()
             grads: Any = feats if feats is not None else self._n
             strategy = self.strategy if use_model else "random"
-            idx, w = select(strategy, grads, self.fraction, labels=labels, seed=seed, tol=self.tol)
+            idx, w = select(
+                strategy, grads, self.fraction, labels=labels, seed=seed, tol=self.tol,
+                fill_weight=self.fill_weight,
+            )  # fmt: skip
             w_full[torch.from_numpy(idx)] = torch.from_numpy(w)
         total = float(w_full.sum())
         if total > 0:
@@ -231,7 +244,10 @@ class SubsetLoader:
                 feats = self._features(np.concatenate([parts[c] for c in cand]))
                 ends = np.cumsum([len(parts[c]) for c in cand])
                 local = [np.arange(e - len(parts[c]), e) for c, e in zip(cand, ends, strict=True)]
-            pos, w = select_batches(self.strategy, feats, local, frac, seed=seed, tol=self.tol)
+            pos, w = select_batches(
+                self.strategy, feats, local, frac, seed=seed, tol=self.tol,
+                fill_weight=self.fill_weight,
+            )  # fmt: skip
         else:
             pos, w = select_batches("random", None, [parts[c] for c in cand], frac, seed=seed)
         self._batches = [parts[cand[p]] for p in pos]
@@ -302,10 +318,15 @@ class SubsetLoader:
         stream = fetch_batches(
             self.dataset, batches, num_workers=self.num_workers, collate_fn=self.collate_fn
         )
+        dev = torch.device("cpu")
         for ids, batch in zip(batches, stream, strict=True):
             x, y = batch[0], batch[1]
             dev = y.device if isinstance(y, Tensor) else torch.device("cpu")
             yield x, y, self._batch_weights(ids, dev)
+        if self.model is not None:
+            dev = model_device(self.model)
+        if dev.type == "cuda":  # the consumer's last steps are queued, not done
+            torch.cuda.synchronize(dev)
         self.timings.epoch_seconds = time.perf_counter() - t0
         self.timings.epochs += 1
         if self.on_timing is not None:

@@ -68,11 +68,13 @@ def single_thread_on_cpu(device: torch.device) -> Iterator[None]:
 
 
 def _mv(A: Array, x: Array) -> Array:
-    """``A @ x`` for host float64 arrays; big ones through torch, whose thread setting the
-    caller controls (numpy's BLAS would start its own threads from about 100 x 100 up)."""
+    """``A @ x`` for host float64 arrays (x a vector or a matrix); big ones through torch, whose
+    thread setting the caller controls (numpy's BLAS would start its own threads from about
+    100 x 100 up)."""
     if A.size < 8192:
         return np.asarray(A @ x)
-    return torch.mv(torch.from_numpy(A), torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    At, xt = torch.from_numpy(A), torch.from_numpy(np.ascontiguousarray(x))
+    return (torch.mv(At, xt) if xt.ndim == 1 else torch.mm(At, xt)).numpy()
 
 
 class _State:
@@ -145,7 +147,7 @@ class _State:
             self.Li[s, s] = 1.0 / d
             self.y[s] = (bB[0] - float(lv @ self.y[:s])) / d
         else:
-            X = np.stack([_mv(Li, g[:s, i]) for i in range(m)], 1)  # L^-1 G_SB
+            X = _mv(Li, g[:s])  # L^-1 G_SB
             G_BB = g[s:]
             schur = G_BB - X.T @ X + self.ridge * np.eye(m)
             try:
@@ -155,7 +157,7 @@ class _State:
             if bool((np.diag(L22) ** 2 <= dep_tol * np.diag(G_BB)).any()):
                 return False
             Li22 = np.linalg.inv(L22)
-            self.Li[s : s + m, :s] = -Li22 @ np.stack([_mv(Li.T, X[:, i]) for i in range(m)])
+            self.Li[s : s + m, :s] = -Li22 @ _mv(Li.T, X).T
             self.Li[s : s + m, s : s + m] = Li22
             self.y[s : s + m] = Li22 @ (bB - X.T @ self.y[:s])
         self.bS[s : s + m] = bB

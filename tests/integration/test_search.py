@@ -115,8 +115,10 @@ def test_stop_and_restart_resumes_the_search(daemon: DaemonProcess) -> None:
         assert exp.wait(timeout=120)["state"] == "completed"
         events = exp.events()
         trials = exp.trials()
-    assert any(e["type"] == "segment_interrupted" for e in events)
-    assert any(e["type"] == "segment_requeued" for e in events) or any(e["type"] == "segment_interrupted" for e in events)
+    # A segment in its last epoch at SIGTERM finishes and records its result; the others stop
+    # after their epoch and resume from their checkpoint. Neither counts as a crash.
+    assert not any(e["type"] == "segment_failed" for e in events)
+    assert all(t["restarts"] == 0 for t in trials)
     check_asha(events, eta=3, mode="min", n_rungs=3)
     for t in trials:
         for rung, value in t["results"].items():

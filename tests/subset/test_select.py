@@ -1,0 +1,166 @@
+"""select / select_batches: budgets, determinism, and matching quality on realistic gradients."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hpd.subset import apportion, budget, match_error, select, select_batches  # noqa: E402
+from hpd.subset.craig import dense_greedy, lazy_greedy, objective, similarity  # noqa: E402
+from hpd.subset.kernels import DenseGrads  # noqa: E402
+from hpd.subset.omp import nnls_omp  # noqa: E402
+
+STRATEGIES = ("random", "gradmatch", "craig")
+
+
+def test_budget_and_apportion() -> None:
+    assert budget(0.1, 20000) == 2000  # no float fuzz: 0.1 * 20000 is not 2000.0000000001
+    assert budget(0.125, 60000) == 7500
+    assert budget(1e-9, 10) == 1
+    assert budget(1.0, 7) == 7
+    with pytest.raises(ValueError, match="fraction"):
+        budget(0.0, 10)
+    parts = apportion(10, [50, 30, 20, 0])
+    assert parts == [5, 3, 2, 0]
+    assert sum(apportion(7, [3, 3, 3])) == 7
+    assert apportion(100, [2, 5]) == [2, 5]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_size_uniqueness_and_determinism(strategy: str, softmax_features) -> None:
+    F, labels = softmax_features, softmax_features.labels
+    idx, w = select(strategy, F, 0.1, labels=labels, seed=3)
+    assert len(idx) == budget(0.1, F.n) == len(w)
+    assert len(np.unique(idx)) == len(idx)
+    assert (np.diff(idx) > 0).all()
+    assert (w > 0).all()
+    idx2, w2 = select(strategy, F, 0.1, labels=labels, seed=3)
+    np.testing.assert_array_equal(idx, idx2)
+    np.testing.assert_array_equal(w, w2)
+    # per class: each class gets its proportional share
+    counts = np.bincount(labels.numpy()[idx], minlength=6)
+    assert counts.tolist() == apportion(len(idx), np.bincount(labels.numpy()).tolist())
+
+
+def test_random_is_stratified_unbiased_and_seeded() -> None:
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    idx, w = select("random", 100, 0.2, labels=labels, seed=1)
+    assert np.bincount(labels[idx]).tolist() == [10, 6, 4]
+    assert w.sum() == pytest.approx(100.0)
+    assert not np.array_equal(idx, select("random", 100, 0.2, labels=labels, seed=2)[0])
+
+
+def test_numpy_and_torch_inputs_agree(softmax_features) -> None:
+    A = softmax_features.materialize().double()
+    a, wa = select("gradmatch", A, 0.05, labels=softmax_features.labels)
+    b, wb = select("gradmatch", A.numpy(), 0.05, labels=softmax_features.labels.numpy())
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(wa, wb)
+
+
+def test_errors_fall_as_the_fraction_grows(softmax_features) -> None:
+    """Oracle 7: both stratified random's (mean of draws) and GRAD-MATCH's errors fall."""
+    F = softmax_features
+    rnd, gm = [], []
+    for frac in (0.02, 0.05, 0.1, 0.2):
+        draws = [
+            match_error(F, *select("random", F, frac, labels=F.labels, seed=s)) for s in range(8)
+        ]
+        rnd.append(float(np.mean(draws)))
+        gm.append(match_error(F, *select("gradmatch", F, frac, labels=F.labels)))
+    assert all(b < a for a, b in itertools.pairwise(rnd))
+    assert all(b < a for a, b in itertools.pairwise(gm))
+    assert all(g < r for g, r in zip(gm, rnd, strict=True))
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.1])
+def test_gradient_strategies_beat_random(frac: float, softmax_features) -> None:
+    """On softmax-regression gradients, weighted GRAD-MATCH and CRAIG subsets match the full
+    gradient far better than stratified random subsets of the same size."""
+    F = softmax_features
+    rnd = np.mean(
+        [match_error(F, *select("random", F, frac, labels=F.labels, seed=s)) for s in range(8)]
+    )
+    gm = match_error(F, *select("gradmatch", F, frac, labels=F.labels))
+    cr = match_error(F, *select("craig", F, frac, labels=F.labels))
+    assert gm < 0.5 * rnd
+    assert cr < 0.6 * rnd
+
+
+def test_reported_residual_equals_recomputed_error(softmax_features) -> None:
+    """Oracle 9: the error recomputed from the returned indices and weights alone equals the
+    solver's residual (no index is attached to the wrong sample)."""
+    F = softmax_features
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(F.n))
+    shuffled = F.subset(perm)
+    res = nnls_omp(shuffled, 40, tol=0.0)
+    idx, w = select("gradmatch", shuffled, 40 / F.n, tol=0.0)
+    assert match_error(shuffled, idx, w) == pytest.approx(res.residual, rel=1e-4)
+    global_idx = perm.numpy()[idx]  # back to the unshuffled rows
+    assert match_error(F, global_idx, w) == pytest.approx(res.residual, rel=1e-4)
+
+
+def test_craig_lazy_equals_naive_and_weights_are_cluster_sizes(softmax_features) -> None:
+    """Oracle 8: lazy greedy reaches naive greedy's objective; gamma sums to n, each >= 1."""
+    F = softmax_features.subset(torch.arange(0, 300))
+    sim = similarity(F)
+    for k in (1, 5, 30):
+        lazy, naive = lazy_greedy(sim.numpy(), k), dense_greedy(sim, k)
+        assert objective(sim, lazy) == pytest.approx(objective(sim, naive), rel=1e-9)
+    _, w = select("craig", F, 0.1)
+    assert w.sum() == pytest.approx(F.n)
+    assert (w >= 1).all()
+
+
+def test_craig_greedy_within_1_minus_1_over_e_of_optimum() -> None:
+    rng = np.random.default_rng(9)
+    for _ in range(3):
+        sim = similarity(DenseGrads(torch.from_numpy(rng.standard_normal((11, 3)))))
+        for k in (2, 3):
+            best = max(objective(sim, list(S)) for S in itertools.combinations(range(11), k))
+            assert objective(sim, lazy_greedy(sim.numpy(), k)) >= (1 - 1 / math.e) * best - 1e-12
+
+
+def test_per_batch_selection_returns_batch_positions(softmax_features) -> None:
+    F = softmax_features
+    perm = np.random.default_rng(0).permutation(F.n)
+    batches = [perm[i : i + 20] for i in range(0, F.n, 20)]
+    atoms = F.batch_sums(batches)
+    rnd = np.mean(
+        [match_error(atoms, *select_batches("random", F, batches, 0.1, seed=s)) for s in range(8)]
+    )
+    pos, w = select_batches("gradmatch", F, batches, 0.1)
+    assert len(pos) == budget(0.1, len(batches))
+    assert len(np.unique(pos)) == len(pos)
+    assert match_error(atoms, pos, w) < 0.6 * rnd
+    # the same, expressed per sample: every sample of a chosen batch carries its batch's weight
+    samples = np.concatenate([batches[p] for p in pos])
+    sample_w = np.concatenate([np.full(len(batches[p]), wp) for p, wp in zip(pos, w, strict=True)])
+    assert match_error(F, samples, sample_w) == pytest.approx(match_error(atoms, pos, w), rel=1e-5)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        select_batches("glister", F, batches, 0.1)
+
+
+def test_gradmatch_fills_a_short_support_to_the_budget() -> None:
+    """In 4 dimensions the NNLS optimum needs at most 4 atoms: the rest of k = 40 is random
+    fill; fill_weight trades the match (0: exactly OMP's) for the fill's share (1: uniform)."""
+    rng = np.random.default_rng(10)
+    A = np.abs(rng.standard_normal((200, 4))) + 0.1
+    res = nnls_omp(DenseGrads(torch.from_numpy(A)), 40, tol=0.0)
+    assert len(res.positions) <= 4
+    for fw in (0.0, 0.5, 1.0):
+        idx, w = select("gradmatch", A, 0.2, seed=1, tol=0.0, fill_weight=fw)
+        assert len(idx) == 40 == len(np.unique(idx))
+        chosen = np.isin(idx, res.positions.numpy())
+        np.testing.assert_allclose(w[~chosen], fw * 200 / 40)
+        err = match_error(A, idx, w)
+        if fw == 0.0:
+            assert err == pytest.approx(res.residual, abs=1e-9)
+        assert err < 0.2
+    with pytest.raises(ValueError, match="fill_weight"):
+        select("gradmatch", A, 0.2, fill_weight=2.0)
