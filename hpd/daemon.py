@@ -843,9 +843,6 @@ class Daemon(QueryOps, TrialOps):
 
     # -- from trials ------------------------------------------------------------------------
 
-    async def op_retrain(self, **_: Any) -> Any:
-        raise HpdError("retrain is not implemented yet")
-
 
 def _args(req: protocol.Request) -> dict[str, Any]:
     return {k: v for k, v in req.args.items() if isinstance(k, str) and k.isidentifier()}

@@ -40,7 +40,6 @@ OPS = frozenset(
         "ladder",
         "metrics",
         "daemon",
-        "retrain",
         "wait",
         "run",  # daemon -> warm worker only
     }
