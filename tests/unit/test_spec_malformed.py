@@ -17,35 +17,10 @@ from hypothesis import strategies as st
 
 from hpd.errors import SpecError
 from hpd.spec import Spec, parse_spec, parse_spec_text
+from tests.unit.test_spec import DESIGN
 
-VALID: dict[str, Any] = {
-    "name": "resnet18-cifar10",
-    "metric": "val_acc",
-    "mode": "max",
-    "seed": 0,
-    "entrypoint": "examples.cifar10.train:train",
-    "workdir": ".",
-    "searcher": {
-        "name": "asha",
-        "max_trials": 128,
-        "min_resource": 1,
-        "max_resource": 27,
-        "eta": 3,
-        "brackets": "aggressive",
-        "sampler": "random",
-        "on_nan": "stop",
-    },
-    "space": {
-        "lr": {"type": "loguniform", "low": 1e-5, "high": 0.5},
-        "momentum": {"type": "uniform", "low": 0.05, "high": 0.95},
-        "step_size": {"type": "int", "low": 1, "high": 50},
-        "optimizer": {"type": "choice", "values": ["sgd", "rmsprop"]},
-    },
-    "resources": {"gpus_per_trial": 1, "max_concurrent": 8, "min_free_memory_mb": 0},
-    "subset": {"strategy": "gradmatch", "fraction": 0.125, "select_every": 20},
-    "limits": {"max_restarts": 3, "progress_timeout_s": 600},
-    "env": {"OMP_NUM_THREADS": "4"},
-}
+# The DESIGN §1.2 example, plus an [env] table so that its fields are mutated too.
+VALID: dict[str, Any] = {**DESIGN, "env": {"OMP_NUM_THREADS": "4"}}
 
 DELETE = object()
 NAN, INF = math.nan, math.inf
