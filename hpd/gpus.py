@@ -225,14 +225,6 @@ class SlotTable:
     def has_gpus(self) -> bool:
         return bool(self.gpu_slots)
 
-    def capacity(self, gpus_per_trial: int) -> int:
-        """How many trials of this size could run at once on an idle machine."""
-        if gpus_per_trial == 0 or not self.has_gpus:
-            return len(self.cpu_slots) if gpus_per_trial == 0 or not self.has_gpus else 0
-        per_gpu = len(self.gpu_slots) // max(1, len({s.gpu for s in self.gpu_slots}))
-        n_gpus = len({s.gpu for s in self.gpu_slots})
-        return (n_gpus // gpus_per_trial) * per_gpu if gpus_per_trial <= n_gpus else 0
-
     def acquire(
         self,
         gpus_per_trial: int,
