@@ -453,27 +453,28 @@ def _text(errs: _Errors, p: str, v: object, max_len: int, *, empty_ok: bool = Fa
 # --------------------------------------------------------------------------------------------
 
 
+def _required_text(errs: _Errors, top: Mapping[str, object], key: str, max_len: int) -> str | None:
+    """A required top-level string field, or None (with its error recorded)."""
+    if key not in top:
+        errs.add(key, "is required")
+        return None
+    v = top[key]
+    return str(v) if _text(errs, key, v, max_len) else None
+
+
 def _name(errs: _Errors, top: Mapping[str, object]) -> str:
-    if "name" not in top:
-        errs.add("name", "is required")
+    s = _required_text(errs, top, "name", MAX_NAME_LEN)
+    if s is None:
         return ""
-    v = top["name"]
-    if not _text(errs, "name", v, MAX_NAME_LEN):
-        return ""
-    s = str(v)
     if not s.isprintable():
         errs.add("name", "must be printable (no newlines or control characters)", s)
     return s
 
 
 def _metric(errs: _Errors, top: Mapping[str, object]) -> str:
-    if "metric" not in top:
-        errs.add("metric", "is required")
+    s = _required_text(errs, top, "metric", MAX_METRIC_LEN)
+    if s is None:
         return ""
-    v = top["metric"]
-    if not _text(errs, "metric", v, MAX_METRIC_LEN):
-        return ""
-    s = str(v)
     if not _METRIC_RE.fullmatch(s):
         errs.add("metric", "must match [A-Za-z_][A-Za-z0-9_.-]*", s)
     elif s.startswith("hpd_"):
