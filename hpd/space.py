@@ -1,7 +1,8 @@
 """Sampling configurations from a validated search space.
 
-Owns the samplers: ``random`` (seeded per trial index) and ``grid`` (the cartesian product,
-enumerated in a fixed order). A sampler maps a trial index to its parameters and is a pure
+Owns the samplers: ``random`` (seeded per trial index), ``grid`` (the cartesian product,
+enumerated in a fixed order) and ``fixed`` (only the spec's ``configs``); the spec's ``configs``
+come first whatever the sampler. A sampler maps a trial index to its parameters and is a pure
 function of (spec, index): the same index gives the same configuration whatever was asked
 before, in whatever order, in whatever process.
 
@@ -17,7 +18,14 @@ from typing import Final, Protocol
 
 from hpd.spec import GRID_DEFAULT_POINTS, ParamSpec, Scalar, Spec
 
-__all__ = ["GridSampler", "Params", "RandomSampler", "Sampler", "make_sampler"]
+__all__ = [
+    "ConfigsFirst",
+    "GridSampler",
+    "Params",
+    "RandomSampler",
+    "Sampler",
+    "make_sampler",
+]
 
 Params = dict[str, str | int | float | bool]
 
@@ -118,8 +126,40 @@ class GridSampler:
         return {name: params[name] for name in self._names}
 
 
+class _Exhausted:
+    """The ``fixed`` sampler's tail: nothing after the listed configurations."""
+
+    __slots__ = ()
+
+    def params_for(self, index: int) -> Params | None:
+        _check_index(index)
+        return None
+
+
+class ConfigsFirst:
+    """The spec's listed ``configs`` as trials 0..n-1, then the ``rest`` sampler's trials
+    0, 1, ... (so listing configurations never changes which ones the sampler draws)."""
+
+    __slots__ = ("_configs", "_rest")
+
+    def __init__(self, configs: tuple[tuple[tuple[str, Scalar], ...], ...], rest: Sampler) -> None:
+        self._configs = configs
+        self._rest = rest
+
+    def params_for(self, index: int) -> Params | None:
+        _check_index(index)
+        if index < len(self._configs):
+            return dict(self._configs[index])
+        return self._rest.params_for(index - len(self._configs))
+
+
 def make_sampler(spec: Spec) -> Sampler:
-    """The sampler named by ``spec.searcher.sampler``."""
+    """The sampler named by ``spec.searcher.sampler``, after the spec's ``configs``."""
+    rest: Sampler
     if spec.searcher.sampler == "grid":
-        return GridSampler(spec)
-    return RandomSampler(spec)
+        rest = GridSampler(spec)
+    elif spec.searcher.sampler == "fixed":
+        rest = _Exhausted()
+    else:
+        rest = RandomSampler(spec)
+    return ConfigsFirst(spec.configs, rest) if spec.configs else rest

@@ -54,7 +54,7 @@ Scalar = str | int | float | bool
 ParamType = Literal["uniform", "loguniform", "int", "choice"]
 SearcherName = Literal["asha", "hyperband", "sha", "random"]
 Brackets = Literal["aggressive", "standard", "conservative"]
-SamplerName = Literal["random", "grid"]
+SamplerName = Literal["random", "grid", "fixed"]
 OnNan = Literal["stop", "retry"]
 Strategy = Literal["none", "random", "gradmatch", "craig"]
 Mode = Literal["max", "min"]
@@ -127,6 +127,9 @@ class Spec:
     subset: SubsetSpec
     limits: LimitsSpec
     env: tuple[tuple[str, str], ...] = ()  # sorted by name
+    # Configurations evaluated first, in order (then the sampler; only these when the sampler
+    # is "fixed"). Each is (name, value) pairs in the order of ``space``.
+    configs: tuple[tuple[tuple[str, Scalar], ...], ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,12 +159,13 @@ MAX_ENV_VALUE_LEN: Final = 32768
 MAX_GRID_INT_VALUES: Final = 1000
 MAX_GRID_POINTS: Final = 1000  # `points` of one uniform/loguniform parameter
 MAX_GRID_SIZE: Final = 1_000_000
+MAX_CONFIGS: Final = 100_000
 INT64_MAX: Final = 2**63 - 1
 
 _PARAM_TYPES: Final = ("uniform", "loguniform", "int", "choice")
 _SEARCHERS: Final = ("asha", "hyperband", "sha", "random")
 _BRACKETS: Final = ("aggressive", "standard", "conservative")
-_SAMPLERS: Final = ("random", "grid")
+_SAMPLERS: Final = ("random", "grid", "fixed")
 _ON_NAN: Final = ("stop", "retry")
 _STRATEGIES: Final = ("none", "random", "gradmatch", "craig")
 _MODES: Final = ("max", "min")
@@ -187,6 +191,7 @@ _TOP_FIELDS: Final = (
     "subset",
     "limits",
     "env",
+    "configs",
 )
 _PARAM_FIELDS: Final = {
     "uniform": ("type", "low", "high", "points"),
@@ -802,6 +807,68 @@ def _space(errs: _Errors, top: Mapping[str, object]) -> tuple[ParamSpec, ...]:
     return tuple(params)
 
 
+def _config_value(errs: _Errors, p: str, param: ParamSpec, v: object) -> Scalar | None:
+    """``v`` if it is a value ``param`` could have been sampled as, else an error at ``p``."""
+    if param.type == "choice":
+        values = param.values or ()
+        # True and 1 are different choices; 1 and 1.0 are the same one
+        for c in values:
+            if isinstance(c, bool) == isinstance(v, bool) and c == v:
+                return c
+        errs.add(p, "must be one of " + _show(list(values)), v)
+        return None
+    lo, hi = param.low, param.high
+    if param.type == "int":
+        if not _is_int(v) or not cast(int, lo) <= cast(int, v) <= cast(int, hi):
+            errs.add(p, f"must be an integer in {lo}..{hi}", v)
+            return None
+        return int(cast(int, v))
+    if not _is_num(v) or not math.isfinite(cast(float, v)):
+        errs.add(p, f"must be a number in [{lo}, {hi}]", v)
+        return None
+    f = float(cast(float, v))
+    if not cast(float, lo) <= f <= cast(float, hi):
+        errs.add(p, f"must be within [{lo}, {hi}]", v)
+        return None
+    return f
+
+
+def _config(
+    errs: _Errors, p: str, raw: object, space: tuple[ParamSpec, ...]
+) -> tuple[tuple[str, Scalar], ...] | None:
+    t = _table(errs, raw, p, [param.name for param in space])
+    if not isinstance(raw, Mapping):
+        return None
+    out: list[tuple[str, Scalar]] = []
+    for param in space:
+        if param.name not in t:
+            errs.add(f"{p}.{param.name}", "is required (every parameter of space)")
+            continue
+        v = _config_value(errs, f"{p}.{param.name}", param, t[param.name])
+        if v is not None:
+            out.append((param.name, v))
+    return tuple(out) if len(out) == len(space) else None
+
+
+def _configs(
+    errs: _Errors, raw: object, space: tuple[ParamSpec, ...]
+) -> tuple[tuple[tuple[str, Scalar], ...], ...]:
+    """The fixed configurations: each a table giving every parameter of the space a value
+    inside its bounds (or among its choices)."""
+    if not isinstance(raw, list | tuple):
+        errs.add("configs", "must be a list of tables", raw)
+        return ()
+    if len(raw) > MAX_CONFIGS:
+        errs.add("configs", f"must have at most {MAX_CONFIGS} configurations", len(raw))
+        return ()
+    out = []
+    for i, item in enumerate(raw):
+        config = _config(errs, f"configs[{i}]", item, space)
+        if config is not None:
+            out.append(config)
+    return tuple(out)
+
+
 def _grid_count(param: ParamSpec) -> int:
     """Number of grid points of one parameter (its values are already valid)."""
     if param.type == "choice":
@@ -856,6 +923,11 @@ def parse_spec(data: object, *, base_dir: str | None = None) -> Spec:
     subset = _subset(errs, top.get("subset", {}))
     limits = _limits(errs, top.get("limits", {}))
     env = _env(errs, top.get("env", {}))
+    configs: tuple[tuple[tuple[str, Scalar], ...], ...] = ()
+    if errs.ok_under("space"):
+        configs = _configs(errs, top.get("configs", []), space)
+    if searcher.sampler == "fixed" and errs.ok("searcher.sampler", "configs") and not configs:
+        errs.add("configs", 'must list at least one configuration when searcher.sampler is "fixed"')
     if errs.items:
         raise errs.error()
     return Spec(
@@ -872,6 +944,7 @@ def parse_spec(data: object, *, base_dir: str | None = None) -> Spec:
         subset=subset,
         limits=limits,
         env=env,
+        configs=configs,
     )
 
 
@@ -1050,4 +1123,6 @@ def spec_to_dict(spec: Spec) -> dict[str, object]:
     d["subset"] = _flat(spec.subset)
     d["limits"] = _flat(spec.limits)
     d["env"] = dict(spec.env)
+    if spec.configs:
+        d["configs"] = [dict(c) for c in spec.configs]
     return d

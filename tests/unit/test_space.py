@@ -346,3 +346,31 @@ def test_large_grid_is_indexed_without_materialising() -> None:
     assert s.params_for(999_999) == {"a": 999, "b": 999}
     assert s.params_for(1234) == {"a": 1, "b": 234}
     assert s.params_for(1_000_000) is None
+
+
+def test_listed_configs_come_first_then_the_sampler_from_its_own_start() -> None:
+    configs = [
+        {"lr": 0.1, "momentum": 0.5, "step_size": 3, "optimizer": "sgd"},
+        {"lr": 0.01, "momentum": 0.9, "step_size": 7, "optimizer": "rmsprop"},
+    ]
+    plain = make_sampler(spec_with())
+    listed = make_sampler(spec_with(configs=configs))
+    assert [listed.params_for(i) for i in (0, 1)] == configs
+    # listing configurations does not change which ones the sampler draws
+    assert [listed.params_for(i) for i in range(2, 6)] == [plain.params_for(i) for i in range(4)]
+
+
+def test_the_fixed_sampler_gives_only_the_listed_configs() -> None:
+    configs = [{"lr": 0.1, "momentum": 0.5, "step_size": 3, "optimizer": "sgd"}]
+    sampler = make_sampler(spec_with(configs=configs, sampler="fixed"))
+    assert sampler.params_for(0) == configs[0]
+    assert sampler.params_for(1) is None
+    assert sampler.params_for(0) is not sampler.params_for(0)  # callers may mutate their copy
+    with pytest.raises(ValueError, match="trial index"):
+        sampler.params_for(-1)
+
+
+def test_grid_after_configs_is_exhausted_at_its_own_size() -> None:
+    space = {"a": {"type": "choice", "values": [1, 2]}}
+    sampler = make_sampler(spec_with(space, configs=[{"a": 2}], sampler="grid"))
+    assert [sampler.params_for(i) for i in range(4)] == [{"a": 2}, {"a": 1}, {"a": 2}, None]

@@ -20,6 +20,7 @@ from hpd.spec import (
     ParamSpec,
     ResourcesSpec,
     SamplerName,
+    Scalar,
     SearcherSpec,
     Spec,
     Strategy,
@@ -526,6 +527,15 @@ def subsets(draw: st.DrawFn) -> SubsetSpec:
     )
 
 
+def config_values(param: ParamSpec) -> st.SearchStrategy[Scalar]:
+    """Values a listed configuration may give ``param``."""
+    if param.type == "choice":
+        return st.sampled_from(param.values or ())
+    if param.type == "int":
+        return st.integers(int(param.low or 0), int(param.high or 0))
+    return st.floats(float(param.low or 0), float(param.high or 0))
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> Spec:
     sampler: SamplerName = draw(st.sampled_from(get_args(SamplerName)))
@@ -537,6 +547,9 @@ def specs(draw: st.DrawFn) -> Spec:
             draw(st.text("abc/._-", min_size=1, max_size=10)),
             *draw(st.lists(safe_text, max_size=5)),
         )
+    space = tuple(draw(params(n, sampler == "grid")) for n in space_names)
+    config = st.tuples(*(st.tuples(st.just(p.name), config_values(p)) for p in space))
+    configs = draw(st.lists(config, min_size=1 if sampler == "fixed" else 0, max_size=3))
     return Spec(
         name=draw(names.filter(str.isprintable)),
         metric=draw(metrics),
@@ -546,13 +559,14 @@ def specs(draw: st.DrawFn) -> Spec:
         command=command,
         workdir=draw(safe_text.filter(bool)),
         searcher=draw(searchers(sampler)),
-        space=tuple(draw(params(n, sampler == "grid")) for n in space_names),
+        space=space,
         resources=ResourcesSpec(
             draw(st.integers(0, 8)), draw(st.integers(1, 4096)), draw(st.integers(0, 10**8))
         ),
         subset=draw(subsets()),
         limits=LimitsSpec(draw(st.integers(0, 100)), draw(st.floats(0, 1e9, exclude_min=True))),
         env=tuple(sorted(draw(st.dictionaries(env_names, safe_text, max_size=4)).items())),
+        configs=tuple(configs),
     )
 
 
@@ -592,3 +606,66 @@ def test_spec_to_dict_shape() -> None:
     assert d["space"]["step_size"] == {"type": "int", "low": 1, "high": 50, "log": False}  # type: ignore[index]
     assert "command" not in d
     json.dumps(d, allow_nan=False)
+
+
+# -- listed configurations (`configs`) ------------------------------------------------------
+
+CONFIG_SPACE: dict[str, Any] = {
+    "lr": {"type": "loguniform", "low": 1e-4, "high": 1.0},
+    "layers": {"type": "int", "low": 1, "high": 4},
+    "opt": {"type": "choice", "values": ["sgd", 1, True]},
+}
+
+
+def _with_configs(configs: object, **searcher: Any) -> dict[str, Any]:
+    return {**MINIMAL, "space": CONFIG_SPACE, "configs": configs, "searcher": searcher}
+
+
+def test_configs_are_kept_in_space_order_and_normalised() -> None:
+    spec = parse_spec(_with_configs([{"opt": 1, "layers": 2, "lr": 1}], sampler="fixed"))
+    assert spec.configs == ((("lr", 1.0), ("layers", 2), ("opt", 1)),)
+    assert isinstance(spec.configs[0][0][1], float)
+    assert spec_to_dict(spec)["configs"] == [{"lr": 1.0, "layers": 2, "opt": 1}]
+
+
+def test_no_configs_key_in_the_canonical_form_when_none_are_listed() -> None:
+    assert "configs" not in spec_to_dict(parse_spec(MINIMAL))
+
+
+@pytest.mark.parametrize(
+    ("configs", "expected"),
+    [
+        ({"lr": 0.1}, "configs: must be a list of tables, got {'lr': 0.1}"),
+        ([3], "configs[0]: must be a table (mapping), got 3"),
+        ([{"lr": 0.1, "layers": 2}], "configs[0].opt: is required (every parameter of space)"),
+        ([{"lr": 0.1, "layers": 2, "opt": "sgd", "x": 1}], "configs[0].x: unknown field"),
+        ([{"lr": 2.0, "layers": 2, "opt": "sgd"}], "configs[0].lr: must be within [0.0001, 1.0], got 2.0"),
+        ([{"lr": "0.1", "layers": 2, "opt": "sgd"}], "configs[0].lr: must be a number in [0.0001, 1.0], got '0.1'"),
+        ([{"lr": float("nan"), "layers": 2, "opt": "sgd"}], "configs[0].lr: must be a number in [0.0001, 1.0], got nan"),
+        ([{"lr": 0.1, "layers": 2.0, "opt": "sgd"}], "configs[0].layers: must be an integer in 1..4, got 2.0"),
+        ([{"lr": 0.1, "layers": 5, "opt": "sgd"}], "configs[0].layers: must be an integer in 1..4, got 5"),
+        ([{"lr": 0.1, "layers": True, "opt": "sgd"}], "configs[0].layers: must be an integer in 1..4, got True"),
+        ([{"lr": 0.1, "layers": 1, "opt": "adam"}], "configs[0].opt: must be one of ['sgd', 1, True], got 'adam'"),
+        # True is not the choice 1, and 1 is not the choice True
+        ([{"lr": 0.1, "layers": 1, "opt": False}], "configs[0].opt: must be one of ['sgd', 1, True], got False"),
+    ],
+)
+def test_bad_configs_name_the_field(configs: object, expected: str) -> None:
+    with pytest.raises(SpecError) as e:
+        parse_spec(_with_configs(configs))
+    assert e.value.errors == [expected]
+
+
+def test_the_fixed_sampler_needs_configs() -> None:
+    with pytest.raises(SpecError) as e:
+        parse_spec(_with_configs([], sampler="fixed"))
+    assert e.value.errors == [
+        'configs: must list at least one configuration when searcher.sampler is "fixed"'
+    ]
+
+
+def test_configs_are_not_checked_against_a_broken_space() -> None:
+    bad_space = {**MINIMAL, "space": {"lr": {"type": "uniform", "low": 2, "high": 1}}}
+    with pytest.raises(SpecError) as e:
+        parse_spec({**bad_space, "configs": [{"lr": 1.5}]})
+    assert e.value.errors == ["space.lr.high: must be > low (2.0), got 1"]
