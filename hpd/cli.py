@@ -346,6 +346,79 @@ def events(state_dir: str | None, as_json: bool, exp: int) -> None:
     _print(_run(lambda: _client(state_dir).call("events", exp=exp)), as_json, human)
 
 
+def _retrain_rows(r: dict[str, Any]) -> None:
+    click.echo(
+        f"experiment {r['id']} ({r['state']}): top {len(r['rows'])} of experiment {r['parent']},"
+        f" {r['epochs']} epochs on full data, ranked by {r['metric']} ({r['mode']})"
+    )
+    rows = [
+        [
+            x["rank"],
+            x["parent_trial"],
+            x["search_value"],
+            x["search_rung"],
+            x["trial"],
+            x["state"],
+            x["value"],
+            {k: v for k, v in x["metrics"].items() if k not in ("epoch", r["metric"])},
+            f"{x['run_s']:.1f}s",
+        ]
+        for x in r["rows"]
+    ]
+    headers = ["rank", "search trial", "search", "at", "trial", "state", "retrained"]
+    _table([*headers, "other metrics", "run"], rows)
+
+
+@main.command()
+@STATE_DIR
+@JSON
+@click.argument("exp", type=int)
+@click.option("--top", default=3, show_default=True, type=int, help="How many configurations.")
+@click.option("--epochs", required=True, type=int, help="Epochs of full-data training each.")
+@click.option("--metric", default=None, help="Metric to rank the retrained trials by.")
+@click.option("--mode", default=None, type=click.Choice(["max", "min"]))
+@click.option("--wait", "wait_", is_flag=True, help="Wait for it to finish and print the table.")
+def retrain(
+    state_dir: str | None,
+    as_json: bool,
+    exp: int,
+    top: int,
+    epochs: int,
+    metric: str | None,
+    mode: str | None,
+    wait_: bool,
+) -> None:
+    """Train the top configurations of a finished search on the full data.
+
+    A new experiment, linked to EXP, runs each configuration for --epochs epochs with no
+    early stopping and no subset. Prints its id (with --wait, the table of search results
+    beside retrained results once it ends).
+    """
+
+    def go() -> dict[str, Any]:
+        with _client(state_dir) as c:
+            child = c.experiment(exp).retrain(top, epochs, metric=metric, mode=mode)
+            if not wait_:
+                return {"id": child.id}
+            child.wait()
+            return child.retrained()
+
+    r = _run(go)
+    if not wait_:
+        click.echo(json.dumps(r) if as_json else str(r["id"]))
+        return
+    _print(r, as_json, _retrain_rows)
+
+
+@main.command()
+@STATE_DIR
+@JSON
+@click.argument("exp", type=int)
+def retrained(state_dir: str | None, as_json: bool, exp: int) -> None:
+    """A retraining's configurations beside the search results that chose them."""
+    _print(_run(lambda: _client(state_dir).call("retrained", exp=exp)), as_json, _retrain_rows)
+
+
 def _state_command(op: str, doc: str) -> None:
     @main.command(name=op, help=doc)
     @STATE_DIR

@@ -33,6 +33,15 @@ def _spec_payload(spec: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str,
     return {"spec": spec_to_dict(load_spec_file(str(path))), "base_dir": str(path.parent)}
 
 
+def _retrain_args(top: int, epochs: int, metric: str | None, mode: str | None) -> dict[str, Any]:
+    args: dict[str, Any] = {"top": top, "epochs": epochs}
+    if metric is not None:
+        args["metric"] = metric
+    if mode is not None:
+        args["mode"] = mode
+    return args
+
+
 class Client:
     """Blocking client: ``hpd.Client().submit(spec).wait()``."""
 
@@ -117,6 +126,22 @@ class Experiment:
 
     def export(self, format: str = "json") -> Any:
         return self.client.call("export", exp=self.id, format=format)
+
+    def retrain(
+        self, top: int, epochs: int, metric: str | None = None, mode: str | None = None
+    ) -> Experiment:
+        """Train this finished search's ``top`` best configurations for ``epochs`` epochs on
+        the full data, as a new experiment linked to this one."""
+        args = _retrain_args(top, epochs, metric, mode)
+        return Experiment(self.client, int(self.client.call("retrain", exp=self.id, **args)["id"]))
+
+    def retrained(self) -> dict[str, Any]:
+        """This retraining's header (``parent``, ``metric``, ``epochs``...) and its ``rows``."""
+        return self.client.call("retrained", exp=self.id)  # type: ignore[no-any-return]
+
+    def retrain_results(self) -> list[dict[str, Any]]:
+        """One row per retrained configuration, beside the search result that chose it."""
+        return self.retrained()["rows"]  # type: ignore[no-any-return]
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the experiment is completed, failed or cancelled; returns its status.
@@ -234,6 +259,19 @@ class AsyncExperiment:
 
     async def export(self, format: str = "json") -> Any:
         return await self.client.call("export", exp=self.id, format=format)
+
+    async def retrain(
+        self, top: int, epochs: int, metric: str | None = None, mode: str | None = None
+    ) -> AsyncExperiment:
+        args = _retrain_args(top, epochs, metric, mode)
+        result = await self.client.call("retrain", exp=self.id, **args)
+        return AsyncExperiment(self.client, int(result["id"]))
+
+    async def retrained(self) -> dict[str, Any]:
+        return await self.client.call("retrained", exp=self.id)  # type: ignore[no-any-return]
+
+    async def retrain_results(self) -> list[dict[str, Any]]:
+        return (await self.retrained())["rows"]  # type: ignore[no-any-return]
 
     async def wait(self, timeout: float | None = None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from hpd import __version__, asha, gpus, procs, protocol
-from hpd.errors import HpdError, SpecError, StoreError
+from hpd.control import ControlOps
+from hpd.errors import HpdError, StoreError
 from hpd.experiment import (
     FINAL_EXPERIMENT_STATES,
     FINAL_TRIAL_STATES,
@@ -34,7 +35,7 @@ from hpd.experiment import (
     reason_dict,
 )
 from hpd.paths import Layout
-from hpd.queries import QueryOps, as_int
+from hpd.queries import QueryOps
 from hpd.reports import TrialOps
 from hpd.server import Server
 from hpd.spec import parse_spec
@@ -42,7 +43,6 @@ from hpd.store import (
     LADDER_EVENTS,
     AttemptIn,
     AttemptUpdate,
-    ExperimentIn,
     ExperimentState,
     NewEvent,
     Op,
@@ -57,7 +57,6 @@ from hpd.workers import CommandSegment, Launch, Outcome, WarmWorker, WorkerPool,
 
 logger = logging.getLogger(__name__)
 
-_VERBS = {"paused": "pause", "running": "resume", "cancelled": "cancel"}
 _CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
 
 
@@ -127,7 +126,7 @@ class DaemonState:
     ended: asyncio.Condition = field(default_factory=asyncio.Condition)  # an experiment ended
 
 
-class Daemon(QueryOps, TrialOps):
+class Daemon(ControlOps, QueryOps, TrialOps):
     def __init__(self, config: Config) -> None:
         self.cfg = config
         self.layout = config.layout
@@ -766,80 +765,6 @@ class Daemon(QueryOps, TrialOps):
     async def op_stop(self) -> dict[str, Any]:
         asyncio.get_running_loop().call_soon(self._stopping.set)
         return {"stopping": True}
-
-    async def op_submit(
-        self, spec: Any, base_dir: str | None = None, parent: int | None = None
-    ) -> dict[str, Any]:
-        if self.s.degraded:
-            raise HpdError(f"daemon is degraded ({self.s.degraded}); not accepting searches")
-        parsed = parse_spec(spec, base_dir=base_dir)
-        if not Path(parsed.workdir).is_absolute():
-            raise SpecError(
-                [f"workdir: must be an absolute path when submitted, got {parsed.workdir!r}"]
-            )
-        if parsed.entrypoint is None and parsed.command is None:
-            raise SpecError(["entrypoint: exactly one of entrypoint or command is required"])
-        now = self.clock()
-        async with self._mutex:
-            exp = Experiment.new(self.ids.experiments, parsed, "running", now)
-            await self.store.commit(
-                "submit",
-                [
-                    ExperimentIn(exp.id, exp.name, exp.spec_json, "running", now, parent),
-                    self._event(
-                        exp.id,
-                        "experiment_submitted",
-                        None,
-                        name=exp.name,
-                        max_trials=exp.ladder.config.max_trials,
-                    ),
-                ],
-            )
-            self.ids.take("experiments")
-            self.s.experiments[exp.id] = exp
-        if parsed.entrypoint:
-            self._spawn(self._prewarm(exp))
-        self.wake()
-        return {"id": exp.id}
-
-    async def _set_state(self, exp: Any, allowed: tuple[str, ...], new: str) -> Experiment:
-        exp_id = as_int(exp, "experiment")
-        live = self.s.experiments.get(exp_id)
-        if live is None or live.state not in allowed:
-            row = await self._exp_row(exp_id)
-            raise HpdError(f"experiment {exp_id} is {row.state}; cannot {_VERBS.get(new, new)} it")
-        async with self._mutex:
-            ops: list[Op] = [
-                ExperimentState(exp_id, new, self.clock() if new == "cancelled" else None),
-                self._event(exp_id, f"experiment_{new}", None),
-            ]
-            if new == "cancelled":
-                ops.insert(0, TrialsOfExperiment(exp_id, ("queued", "paused"), "cancelled"))
-            await self.store.commit(f"experiment_{new}", ops)
-            live.state = new
-        return live
-
-    async def op_pause(self, exp: Any) -> dict[str, Any]:
-        live = await self._set_state(exp, ("running",), "paused")
-        for run in list(self.s.running.values()):
-            if run.exp is live:
-                self._request_stop(run, "pause")
-        return {"id": live.id, "state": live.state}
-
-    async def op_resume(self, exp: Any) -> dict[str, Any]:
-        live = await self._set_state(exp, ("paused",), "running")
-        self.wake()
-        return {"id": live.id, "state": live.state}
-
-    async def op_cancel(self, exp: Any) -> dict[str, Any]:
-        live = await self._set_state(exp, ("running", "paused"), "cancelled")
-        live.queue.clear()
-        for run in list(self.s.running.values()):
-            if run.exp is live:
-                self._request_stop(run, "cancel")
-        self.s.experiments.pop(live.id, None)
-        await self._notify_ended()
-        return {"id": live.id, "state": live.state}
 
     # -- from trials ------------------------------------------------------------------------
 

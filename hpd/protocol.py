@@ -41,6 +41,8 @@ OPS = frozenset(
         "metrics",
         "daemon",
         "wait",
+        "retrain",
+        "retrained",
         "run",  # daemon -> warm worker only
     }
 )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpd import gpus, protocol, views
+from hpd import gpus, protocol, retrain, views
 from hpd.errors import HpdError
 from hpd.experiment import FINAL_TRIAL_STATES, Experiment
 from hpd.paths import Layout
@@ -68,7 +68,39 @@ class QueryOps:
     async def op_trials(self, exp: Any) -> list[dict[str, Any]]:
         row = await self._exp_row(exp)
         results = await self.store.results(row.id)
-        return [views.trial(t, results.get(t.id, {})) for t in await self.store.trials(row.id)]
+        run_s = await self.store.run_seconds(row.id, self.clock())
+        return [
+            views.trial(t, results.get(t.id, {}), run_s.get(t.id, 0.0))
+            for t in await self.store.trials(row.id)
+        ]
+
+    async def op_retrained(self, exp: Any) -> dict[str, Any]:
+        """A retraining experiment's configurations beside the search results that chose them."""
+        row = await self._exp_row(exp)
+        plans = await self.store.events(row.id, types=("retrain_planned",), limit=1)
+        if not plans:
+            raise HpdError(f"experiment {row.id} is not a retraining (see hpd retrain)")
+        trials = await self.store.trials(row.id)
+        curves = await self.store.metrics(t.id for t in trials)
+        # the metrics of the last epoch each trial reported
+        finals = {tid: {**json.loads(c[-1][1]), "epoch": c[-1][0]} for tid, c in curves.items()}
+        table = retrain.rows(
+            trials,
+            json.loads(plans[0].data)["picks"],
+            await self.store.results(row.id),
+            finals,
+            await self.store.run_seconds(row.id, self.clock()),
+        )
+        spec = json.loads(row.spec)
+        return {
+            "id": row.id,
+            "parent": row.parent_id,
+            "state": row.state,
+            "metric": spec["metric"],
+            "mode": spec["mode"],
+            "epochs": spec["searcher"]["max_resource"],
+            "rows": table,
+        }
 
     async def op_best(self, exp: Any) -> dict[str, Any] | None:
         return (await self.op_status(exp))["best"]  # type: ignore[no-any-return]

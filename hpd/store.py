@@ -99,6 +99,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX attempts_open ON attempts (ended_at) WHERE ended_at IS NULL",
     ),
+    # 2: per-trial run time (`run_s`) sums a trial's attempts
+    ("CREATE INDEX attempts_by_trial ON attempts (trial_id)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -331,6 +333,18 @@ class Store:
         for trial_id, rung, value, kind in rows:
             out.setdefault(trial_id, {})[rung] = value_from(value, kind)
         return out
+
+    async def run_seconds(self, exp_id: int, now: float) -> dict[int, float]:
+        """Seconds each trial of the experiment has run, summed over its attempts (an attempt
+        still open counts up to ``now``)."""
+        rows = await self.read(
+            lambda c: c.execute(
+                "SELECT a.trial_id, SUM(COALESCE(a.ended_at, ?) - a.started_at) FROM attempts a"
+                " JOIN trials t ON t.id = a.trial_id WHERE t.exp_id = ? GROUP BY a.trial_id",
+                (now, exp_id),
+            ).fetchall()
+        )
+        return {trial_id: max(0.0, float(sec)) for trial_id, sec in rows}
 
     async def events(
         self, exp_id: int, *, after: int = 0, types: Sequence[str] | None = None, limit: int = -1

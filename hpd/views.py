@@ -63,7 +63,7 @@ def status(
     }
 
 
-def trial(t: TrialRow, results: Mapping[int, float]) -> dict[str, Any]:
+def trial(t: TrialRow, results: Mapping[int, float], run_s: float = 0.0) -> dict[str, Any]:
     return {
         "id": t.id,
         "index": t.idx,
@@ -80,6 +80,7 @@ def trial(t: TrialRow, results: Mapping[int, float]) -> dict[str, Any]:
         "error": t.error,
         "checkpoint_epoch": t.ckpt_epoch,
         "subset": json.loads(t.subset) if t.subset else None,
+        "run_s": round(run_s, 3),
     }
 
 
