@@ -140,14 +140,14 @@ class TrialContext:
 
         Stops early (after the epoch in progress) when the daemon asks the trial to stop.
         """
-        try:
-            for epoch in range(self._restored_epoch + 1, self.resource + 1):
-                if self._stop:
-                    return
-                self._epoch = epoch
-                yield epoch
-        finally:
-            self.flush()
+        # No flush here: reports still pending when the loop ends ride with a checkpoint taken
+        # after it, else with the end of the segment (the warm worker flushes when the function
+        # returns, a command at exit), which is before the daemon looks for the rung result.
+        for epoch in range(self._restored_epoch + 1, self.resource + 1):
+            if self._stop:
+                return
+            self._epoch = epoch
+            yield epoch
 
     def request_stop(self) -> None:
         """Called from a SIGTERM handler: finish the epoch in progress, then return."""

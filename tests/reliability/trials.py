@@ -40,8 +40,8 @@ def slow(ctx: TrialContext) -> None:
 
 
 def rung_checkpoint(ctx: TrialContext) -> None:
-    """Reports every epoch and checkpoints once per segment: its reports commit on their own
-    (at the end of ``epochs()``), not with a checkpoint, so the 'reports' write path runs."""
+    """Reports every epoch, flushes, then checkpoints once per segment: its reports commit on
+    their own (``flush()``), not with the checkpoint, so the 'reports' write path runs."""
     state = ctx.restore() or {"epochs": 0}
     lr, mom = float(ctx.params["lr"]), float(ctx.params["momentum"])
     for epoch in ctx.epochs():
@@ -49,4 +49,5 @@ def rung_checkpoint(ctx: TrialContext) -> None:
             raise RuntimeError(f"resumed at epoch {epoch} after {state['epochs']} epochs")
         state["epochs"] = epoch
         ctx.report(epoch, loss=loss(lr, mom, epoch))
+    ctx.flush()
     ctx.checkpoint(state)
