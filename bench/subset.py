@@ -312,16 +312,20 @@ def report(
         f"{args.fraction}, select_every {args.select_every}, batch {args.batch_size}, "
         f"threads {args.threads}, load avg {os.getloadavg()[0]:.1f}"
     )
-    cols = ("strategy", "trial s", "saving", "test acc", "sel s (mean)", "sel/full epoch")
-    head = f"{cols[0]:<20}{cols[1]:>9}{cols[2]:>9}{cols[3]:>10}{cols[4]:>14}{cols[5]:>16}"
+    cols = ("strategy", "trial s", "saving", "test acc", "sel s (mean)", "of it: feat s")
+    cols += ("sel/full epoch",)
+    head = f"{cols[0]:<20}{cols[1]:>9}{cols[2]:>9}{cols[3]:>10}{cols[4]:>14}{cols[5]:>15}"
+    head += f"{cols[6]:>16}"
     print(head)
     print("-" * len(head))
     for s, r in results.items():
         saving = f"{r['time_saving_pct']:.1f}%" if "time_saving_pct" in r else "-"
         frac = f"{r['selection_frac_of_full_epoch']:.3f}" if r.get("gradient_selections") else "-"
         acc = f"{100 * r['test_acc']:.2f}%"
+        feat = f"{r['features_last_s']:.3f}" if r.get("gradient_selections") else "-"
         print(
-            f"{s:<20}{r['trial_s']:>9.1f}{saving:>9}{acc:>10}{r['selection_mean_s']:>14.3f}{frac:>16}"
+            f"{s:<20}{r['trial_s']:>9.1f}{saving:>9}{acc:>10}{r['selection_mean_s']:>14.3f}"
+            f"{feat:>15}{frac:>16}"
         )
     runs = ", ".join(f"{t:.3f}" for t in mic["runs_s"])
     print(

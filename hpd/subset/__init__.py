@@ -4,8 +4,10 @@ The only part of hpd that imports torch, and only when one of the names below is
 (``import hpd.subset`` itself stays torch-free). The daemon never imports this package; trials
 do. Modules: ``kernels`` (gradient sets, factored inner products), ``features`` (closed-form
 last-layer gradients from one inference pass), ``omp`` (non-negative OMP = Lawson-Hanson
-NNLS stopped at k atoms), ``craig`` (facility location), ``strategies`` (``select`` and friends),
-``data`` (index-exact dataset access), ``loader`` (``SubsetLoader`` and its timings).
+NNLS stopped at k atoms, alone or on many blocks at once), ``blocks`` (large groups split into
+small blocks of nearby points), ``gradmatch`` (GRAD-MATCH on groups, with the random fill),
+``craig`` (facility location), ``strategies`` (``select`` and friends), ``data`` (index-exact
+dataset access), ``loader`` (``SubsetLoader`` and its timings).
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hpd.subset.blocks import apportion
     from hpd.subset.features import find_head, last_layer_features
     from hpd.subset.kernels import DenseGrads, GradFeatures, GradKernel, match_error
     from hpd.subset.loader import SubsetLoader, SubsetTimings
-    from hpd.subset.strategies import STRATEGIES, apportion, budget, select, select_batches
+    from hpd.subset.strategies import STRATEGIES, budget, select, select_batches
 
 _EXPORTS = {
     "select": "strategies",
     "select_batches": "strategies",
     "budget": "strategies",
-    "apportion": "strategies",
+    "apportion": "blocks",
     "STRATEGIES": "strategies",
     "last_layer_features": "features",
     "find_head": "features",

@@ -67,6 +67,10 @@ def sequential_batches(data: Any, batch_size: int) -> Iterator[tuple[int, Any]]:
     dataset, collate_fn, num_workers = unwrap(data)
     n = len(dataset)
     starts = range(0, n, batch_size)
+    if isinstance(dataset, TensorDataset) and num_workers == 0 and collate_fn is None:
+        for s in starts:  # views of contiguous rows: no gather, no copy
+            yield s, tuple(t[s : s + batch_size] for t in dataset.tensors)
+        return
     batches = [np.arange(s, min(n, s + batch_size)) for s in starts]
     yield from zip(
         starts,

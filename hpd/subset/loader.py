@@ -82,7 +82,8 @@ class SubsetLoader:
     ``pool`` (per-batch mode): run the inference pass only on ``pool * k`` random candidate
     batches (k = the batches chosen) and match their gradient sum, not the full one; it cuts
     the selection's inference cost by ``pool * fraction`` (a cost/quality knob; default: all).
-    ``tol``, ``fill_weight``: passed to ``select`` (GRAD-MATCH's stop and fill).
+    ``tol``, ``fill_weight``, ``max_block``: passed to ``select`` (GRAD-MATCH's stop and fill;
+    the block size of CRAIG and GRAD-MATCH on large classes, see ``hpd.subset.blocks``).
     The epoch counter advances by one per ``iter()`` unless ``set_epoch`` is called.
     """
 
@@ -109,6 +110,7 @@ class SubsetLoader:
         label_smoothing: float = 0.0,
         pool: float | None = None,
         fill_weight: float = 1.0,
+        max_block: int = 256,
     ) -> None:
         if strategy == "gradmatch_pb":
             strategy, per_batch = "gradmatch", True
@@ -142,6 +144,7 @@ class SubsetLoader:
         self.label_smoothing = label_smoothing
         self.pool = pool
         self.fill_weight = fill_weight
+        self.max_block = max_block
         self.on_timing = on_timing
         self.timings = SubsetTimings(
             strategy="none" if full_data else strategy, fraction=self.fraction
@@ -209,7 +212,7 @@ class SubsetLoader:
             strategy = self.strategy if use_model else "random"
             idx, w = select(
                 strategy, grads, self.fraction, labels=labels, seed=seed, tol=self.tol,
-                fill_weight=self.fill_weight,
+                fill_weight=self.fill_weight, max_block=self.max_block,
             )  # fmt: skip
             w_full[torch.from_numpy(idx)] = torch.from_numpy(w)
         total = float(w_full.sum())

@@ -66,3 +66,29 @@ def test_match_error_is_relative_gradient_error() -> None:
         np.linalg.norm([0, 2]) / np.linalg.norm([2, 2])
     )
     assert match_error(a, [], []) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_block_gram_project_and_sketch_match_materialised(bias: bool) -> None:
+    """The batched helpers CRAIG uses agree with the explicit gradients (padding gives 0)."""
+    F = _features(bias)
+    A = F.materialize()
+    blocks = torch.tensor([[3, 0, 17, -1], [5, 6, 7, 8], [9, -1, -1, -1]])
+    for kern in (F, DenseGrads(A)):
+        K = kern.block_gram(blocks)
+        for b, row in enumerate(blocks):
+            idx = row[row >= 0]
+            s = len(idx)
+            torch.testing.assert_close(K[b, :s, :s], A[idx] @ A[idx].T)
+            assert not K[b, s:].any() and not K[b, :, s:].any()
+        T = torch.randn(4, F.dim, dtype=torch.float64)
+        torch.testing.assert_close(kern.project(T), A @ T.T)
+    # GradFeatures' sketch is the projection on a Kronecker product of Gaussian matrices
+    C, D = F.num_classes, int(F.H.shape[1])
+    z = F.sketch(8, torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)
+    Pr = torch.randn(2, C, generator=gen, dtype=torch.float64) / 2**0.5
+    Ph = torch.randn(4, D + 1, generator=gen, dtype=torch.float64) / 2.0
+    P = torch.einsum("ac,bd->abcd", Pr, Ph).reshape(8, C, D + 1)
+    P = torch.cat([P[:, :, 0], P[:, :, 1:].reshape(8, -1)], 1) if bias else P[:, :, 1:]
+    torch.testing.assert_close(z, A @ P.reshape(8, -1).T)

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 scipy_optimize = pytest.importorskip("scipy.optimize")
 
 from hpd.subset import DenseGrads, match_error  # noqa: E402
-from hpd.subset.omp import _State, nnls_omp  # noqa: E402
+from hpd.subset.omp import _State, nnls_omp, nnls_omp_blocks  # noqa: E402
 
 
 def _objective(
@@ -128,3 +128,50 @@ def test_float32_features_on_cpu_tensor_and_gram_free_mode_agree(softmax_feature
     without = nnls_omp(F, 20, block=1, gram_bytes=0)
     assert with_gram.positions.tolist() == without.positions.tolist()
     assert with_gram.residual == pytest.approx(without.residual, rel=1e-3)
+
+
+def _block_grams(As: list[np.ndarray]) -> torch.Tensor:
+    """Grams of atom sets of different sizes, zero-padded to one [nb, m, m] tensor."""
+    m = max(len(A) for A in As)
+    K = torch.zeros((len(As), m, m), dtype=torch.float64)
+    for b, A in enumerate(As):
+        K[b, : len(A), : len(A)] = torch.from_numpy(A @ A.T)
+    return K
+
+
+def test_blocks_solver_equals_exact_omp_per_block() -> None:
+    """``nnls_omp_blocks`` (all blocks in lockstep) = ``nnls_omp(block=1)`` on each block
+    separately, budgets from 1 to beyond the block size (then: the NNLS optimum, oracle 3)."""
+    rng = np.random.default_rng(11)
+    As = [np.abs(rng.standard_normal((n, 12))) + 0.5 * rng.standard_normal((n, 12)) for n in
+          (40, 25, 40, 33, 7)]  # fmt: skip
+    budgets = torch.tensor([3, 8, 15, 40, 7])
+    S, w = nnls_omp_blocks(_block_grams(As), budgets, tol=0.0)
+    for b, A in enumerate(As):
+        ref = nnls_omp(DenseGrads(torch.from_numpy(A)), int(budgets[b]), tol=0.0, block=1)
+        on = S[b] >= 0
+        got = dict(zip(S[b][on].tolist(), w[b][on].tolist(), strict=True))
+        want = dict(zip(ref.positions.tolist(), ref.weights.tolist(), strict=True))
+        assert got.keys() == want.keys()
+        np.testing.assert_allclose([got[i] for i in want], list(want.values()), rtol=1e-7)
+        assert (w[b][on] > 0).all() and not w[b][~on].any()
+    t = As[3].sum(0)  # budget >= n: the unconstrained NNLS optimum
+    _, best = scipy_optimize.nnls(As[3].T, t)
+    on = S[3] >= 0
+    ours = np.linalg.norm(w[3][on].numpy() @ As[3][S[3][on].numpy()] - t)
+    assert abs(ours - best) <= 1e-9 * max(best, 1.0)
+
+
+def test_blocks_solver_skips_dependent_atoms_and_stops_at_tol() -> None:
+    A = np.array([[1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
+    S, w = nnls_omp_blocks(_block_grams([A, A[:2]]), torch.tensor([4, 2]), tol=0.0)
+    on = S[0] >= 0
+    approx = w[0][on].numpy() @ A[S[0][on].numpy()]
+    np.testing.assert_allclose(approx, A.sum(0), atol=1e-12)
+    assert int(on.sum()) == 2
+    assert int((S[1] >= 0).sum()) == 1  # two equal atoms: one carries the whole sum
+    rng = np.random.default_rng(12)
+    B = rng.standard_normal((30, 20))
+    loose = nnls_omp_blocks(_block_grams([B]), torch.tensor([30]), tol=0.5)[0]
+    tight = nnls_omp_blocks(_block_grams([B]), torch.tensor([30]), tol=0.0)[0]
+    assert 0 < int((loose >= 0).sum()) < int((tight >= 0).sum())

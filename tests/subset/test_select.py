@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from hpd.subset import apportion, budget, match_error, select, select_batches  # noqa: E402
-from hpd.subset.craig import dense_greedy, lazy_greedy, objective, similarity  # noqa: E402
 from hpd.subset.kernels import DenseGrads  # noqa: E402
 from hpd.subset.omp import nnls_omp  # noqa: E402
 
@@ -105,27 +103,6 @@ def test_reported_residual_equals_recomputed_error(softmax_features) -> None:
     assert match_error(F, global_idx, w) == pytest.approx(res.residual, rel=1e-4)
 
 
-def test_craig_lazy_equals_naive_and_weights_are_cluster_sizes(softmax_features) -> None:
-    """Oracle 8: lazy greedy reaches naive greedy's objective; gamma sums to n, each >= 1."""
-    F = softmax_features.subset(torch.arange(0, 300))
-    sim = similarity(F)
-    for k in (1, 5, 30):
-        lazy, naive = lazy_greedy(sim.numpy(), k), dense_greedy(sim, k)
-        assert objective(sim, lazy) == pytest.approx(objective(sim, naive), rel=1e-9)
-    _, w = select("craig", F, 0.1)
-    assert w.sum() == pytest.approx(F.n)
-    assert (w >= 1).all()
-
-
-def test_craig_greedy_within_1_minus_1_over_e_of_optimum() -> None:
-    rng = np.random.default_rng(9)
-    for _ in range(3):
-        sim = similarity(DenseGrads(torch.from_numpy(rng.standard_normal((11, 3)))))
-        for k in (2, 3):
-            best = max(objective(sim, list(S)) for S in itertools.combinations(range(11), k))
-            assert objective(sim, lazy_greedy(sim.numpy(), k)) >= (1 - 1 / math.e) * best - 1e-12
-
-
 def test_per_batch_selection_returns_batch_positions(softmax_features) -> None:
     F = softmax_features
     perm = np.random.default_rng(0).permutation(F.n)
@@ -164,3 +141,42 @@ def test_gradmatch_fills_a_short_support_to_the_budget() -> None:
         assert err < 0.2
     with pytest.raises(ValueError, match="fill_weight"):
         select("gradmatch", A, 0.2, fill_weight=2.0)
+
+
+def test_blocked_gradmatch_per_class(softmax_features) -> None:
+    """Large groups (here: 300-sample classes with max_block 64) are matched block by block:
+    exact per-class budgets, positive weights, determinism, a match far better than
+    stratified random's, and indices that refer to the rows (index-mapping guard, oracle 9)."""
+    F, labels = softmax_features, softmax_features.labels.numpy()
+    frac = 0.2  # 60 per class: 2 blocks of 150 (blocks hold at least 32 atoms of budget)
+    idx, w = select("gradmatch", F, frac, labels=F.labels, seed=2, max_block=64)
+    assert len(idx) == budget(frac, F.n) == len(np.unique(idx))
+    counts = np.bincount(labels[idx], minlength=6)
+    assert counts.tolist() == apportion(len(idx), np.bincount(labels).tolist())
+    assert (w > 0).all()
+    again = select("gradmatch", F, frac, labels=F.labels, seed=2, max_block=64)
+    np.testing.assert_array_equal(idx, again[0])
+    np.testing.assert_array_equal(w, again[1])
+    rnd = np.mean(
+        [match_error(F, *select("random", F, frac, labels=F.labels, seed=s)) for s in range(8)]
+    )
+    err = match_error(F, idx, w)
+    assert err < 0.5 * rnd
+    perm = torch.from_numpy(np.random.default_rng(1).permutation(F.n))
+    shuffled = F.subset(perm)
+    sidx, sw = select("gradmatch", shuffled, frac, labels=shuffled.labels, max_block=64)
+    assert match_error(F, perm.numpy()[sidx], sw) == pytest.approx(
+        match_error(shuffled, sidx, sw), rel=1e-5
+    )
+
+
+def test_blocked_gradmatch_fills_short_blocks() -> None:
+    """In 4 dimensions a block's match needs at most 4 atoms: the rest of the budget is random
+    fill of the group, as for whole groups."""
+    rng = np.random.default_rng(13)
+    A = np.abs(rng.standard_normal((1200, 4))) + 0.1
+    idx, w = select("gradmatch", A, 0.25, seed=3, tol=0.0, fill_weight=1.0, max_block=64)
+    assert len(idx) == 300 == len(np.unique(idx))
+    fill = np.isclose(w, 1200 / 300)
+    assert 0 < fill.sum() < 300
+    assert match_error(A, idx, w) < 0.2
