@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,22 +81,25 @@ class ControlOps:
         )
         picks = ranking[:k]
         spec = retrain.retrain_spec(parent_spec, picks, epochs=n, metric=metric, mode=mode)
-        plan = self._event(
-            0,  # set by _submit
-            "retrain_planned",
-            None,
-            parent=row.id,
-            picks=[
+        plan = {
+            "parent": row.id,
+            "picks": [
                 {"trial": p.trial, "rung": p.rung, "value": p.value, "params": p.params}
                 for p in picks
             ],
-        )
-        child = await self._submit(parse_spec(spec), parent=row.id, extra=(plan,))
+        }
+        child = await self._submit(spec, parent=row.id, extra=(("retrain_planned", plan),))
         return {"id": child.id, "parent": row.id, "trials": [p.trial for p in picks]}
 
     async def _submit(
-        self, parsed: Spec, *, parent: int | None, extra: Sequence[NewEvent]
+        self,
+        parsed: Spec,
+        *,
+        parent: int | None,
+        extra: Sequence[tuple[str, dict[str, Any]]],
     ) -> Experiment:
+        """Admit a validated spec: one commit of the experiment and its first events
+        (``extra``: more (type, data) events of the new experiment)."""
         if self.s.degraded:
             raise HpdError(f"daemon is degraded ({self.s.degraded}); not accepting searches")
         if not Path(parsed.workdir).is_absolute():
@@ -119,7 +121,7 @@ class ControlOps:
             ops: list[Op] = [
                 ExperimentIn(exp.id, exp.name, exp.spec_json, "running", now, parent),
                 submitted,
-                *(replace(e, exp_id=exp.id) for e in extra),
+                *(self._event(exp.id, type_, None, **data) for type_, data in extra),
             ]
             await self.store.commit("submit", ops)
             self.ids.take("experiments")

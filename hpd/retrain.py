@@ -23,7 +23,7 @@ from typing import Any
 
 from hpd.errors import HpdError
 from hpd.protocol import encode_number
-from hpd.spec import MAX_NAME_LEN, parse_spec, spec_to_dict
+from hpd.spec import MAX_NAME_LEN, Spec, parse_spec
 from hpd.store import TrialRow
 
 __all__ = ["MAX_TOP", "Pick", "rank", "retrain_spec", "rows", "validate_request"]
@@ -73,8 +73,8 @@ def retrain_spec(
     epochs: int,
     metric: str | None = None,
     mode: str | None = None,
-) -> dict[str, Any]:
-    """The spec (a dict, as submitted) that trains ``picks``' configurations for ``epochs``
+) -> Spec:
+    """The spec that trains ``picks``' configurations for ``epochs``
     epochs on the full data. Raises ``SpecError`` naming the field if ``metric`` or ``mode``
     is invalid."""
     if not picks:
@@ -95,7 +95,7 @@ def retrain_spec(
     spec["searcher"] = searcher
     spec["subset"] = {"strategy": "none", "fraction": 1.0}
     spec["configs"] = [p.params for p in picks]
-    return spec_to_dict(parse_spec(spec))  # validated, defaults resolved
+    return parse_spec(spec)
 
 
 def rows(

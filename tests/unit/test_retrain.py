@@ -53,8 +53,7 @@ def test_rank_is_highest_rung_then_value_then_id() -> None:
 
 def test_retrain_spec_runs_each_config_straight_to_epochs_on_full_data() -> None:
     picks = [Pick(3, {"lr": 0.5}, 2, 0.9), Pick(1, {"lr": 0.001}, 2, 0.8)]
-    spec = retrain_spec(PARENT, picks, epochs=30, metric="test_acc")
-    parsed = parse_spec(spec)
+    parsed = retrain_spec(PARENT, picks, epochs=30, metric="test_acc")
     assert parsed.name == "search-retrain"
     assert (parsed.metric, parsed.mode) == ("test_acc", "max")
     s = parsed.searcher
@@ -70,7 +69,7 @@ def test_retrain_spec_runs_each_config_straight_to_epochs_on_full_data() -> None
 
 def test_retrain_spec_keeps_long_names_within_bounds() -> None:
     spec = retrain_spec({**PARENT, "name": "x" * 128}, [Pick(1, {"lr": 0.1}, 0, 1.0)], epochs=1)
-    assert len(spec["name"]) == 128 and spec["name"].endswith("-retrain")
+    assert len(spec.name) == 128 and spec.name.endswith("-retrain")
 
 
 def test_retrain_spec_errors_name_the_field() -> None:
