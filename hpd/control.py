@@ -57,6 +57,7 @@ class ControlOps:
         def _request_stop(self, run: Running, reason: str) -> None: ...
         async def _notify_ended(self) -> None: ...
         async def _exp_row(self, exp: Any) -> ExperimentRow: ...
+        async def _commit(self, label: str, ops: Sequence[Op]) -> None: ...
 
     async def op_submit(self, spec: Any, base_dir: str | None = None) -> dict[str, Any]:
         parsed = parse_spec(spec, base_dir=base_dir)
@@ -123,7 +124,7 @@ class ControlOps:
                 submitted,
                 *(self._event(exp.id, type_, None, **data) for type_, data in extra),
             ]
-            await self.store.commit("submit", ops)
+            await self._commit("submit", ops)
             self.ids.take("experiments")
             self.s.experiments[exp.id] = exp
         if parsed.entrypoint:
@@ -144,7 +145,7 @@ class ControlOps:
             ]
             if new == "cancelled":
                 ops.insert(0, TrialsOfExperiment(exp_id, ("queued", "paused"), "cancelled"))
-            await self.store.commit(f"experiment_{new}", ops)
+            await self._commit(f"experiment_{new}", ops)
             live.state = new
         return live
 

@@ -2,9 +2,12 @@
 
 Owns the lifecycle (single instance per state dir, crash-only start = recovery, graceful stop),
 the scheduling loop (fill free slots: requeued segments first, then the ladder's decision) and
-the request handlers. Every state change is persisted (one transaction) *before* the in-memory
+the request handlers. Every decision is persisted (one transaction) *before* the in-memory
 ladder applies it and before anyone is told, so a kill at any moment loses nothing that was
-acknowledged. Must never run SQL itself (store.py does), call NVML (gpus.py) or parse specs.
+acknowledged. A segment's end is the one exception, and a safe one: its result is already durable
+(reported with the checkpoint), so its writes ride with the next commit, which is always before
+any decision that could depend on it. Must never run SQL itself (store.py does), call NVML
+(gpus.py) or parse specs.
 """
 
 from __future__ import annotations
@@ -15,11 +18,10 @@ import fcntl
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +58,6 @@ from hpd.store import (
 from hpd.workers import CommandSegment, Launch, Outcome, WarmWorker, WorkerPool, trial_environment
 
 logger = logging.getLogger(__name__)
-
-_CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
 
 
 class AlreadyRunning(HpdError):
@@ -145,6 +145,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         self.ids = Ids(1, 1, 1)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._deferred: list[tuple[str, list[Op]]] = []  # writes riding with the next commit
 
     # == lifecycle ==========================================================================
 
@@ -215,6 +216,10 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self._flush_deferred()
+        except StoreError as exc:  # recovery will find those trials running and resume them
+            logger.error("could not record the last segments' ends: %s", exc)
         logger.info("stopping: closing workers")
         await self.pool.close()
         await self.server.close()
@@ -292,10 +297,12 @@ class Daemon(ControlOps, QueryOps, TrialOps):
             for exp in list(self.s.experiments.values()):
                 if exp.state == "running" and await self._start_one(exp):
                     progress = True
+        await self._flush_deferred()  # segments ended and nothing started after them
 
     async def _store_healthy(self) -> bool:
         try:
-            await self.store.commit("health", [])
+            async with self._mutex:
+                await self._commit("health", [])
         except StoreError:
             return False
         self.s.degraded = None
@@ -381,7 +388,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         now = self.clock()
         anything = any(exp.ladder.results(t.idx) for t in exp.trials.values())
         state = "completed" if anything else "failed"
-        await self.store.commit(
+        await self._commit(
             "finish",
             [
                 TrialsOfExperiment(exp.id, ("paused", "queued"), "stopped"),
@@ -440,7 +447,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
     ) -> None:
         now = run.started
         label = f"{nxt.label}+start_attempt" if nxt.label else "start_attempt"
-        await self.store.commit(
+        await self._commit(
             label,
             [
                 *nxt.ops,
@@ -575,6 +582,31 @@ class Daemon(ControlOps, QueryOps, TrialOps):
             proc.signal(signal.SIGTERM)
         return await proc.wait()
 
+    async def _commit(self, label: str, ops: Sequence[Op]) -> None:
+        """Commit the deferred writes, then ``ops``, in one transaction. Call under the mutex.
+
+        A segment's end is deferred: its result is already durable in the metrics table (it
+        came with the checkpoint or the final reports), so a kill before this commit only means
+        recovery finds the trial still running at that rung, resumes it from a checkpoint that
+        covers the rung and reads the reported result (``_reported_result``). Writing the end
+        with the decision that follows it saves one fsync per segment, and keeps the event log
+        in the order the ladder saw: every decision comes after the results it depended on.
+        """
+        taken, self._deferred = self._deferred, []
+        labels = [lb for lb, _ in taken] + ([label] if label else [])
+        try:
+            await self.store.commit(
+                "+".join(labels), [op for _, o in taken for op in o] + list(ops)
+            )
+        except BaseException:
+            self._deferred = taken + self._deferred
+            raise
+
+    async def _flush_deferred(self) -> None:
+        if self._deferred:
+            async with self._mutex:
+                await self._commit("", [])
+
     # == the end of a segment ===============================================================
 
     async def _segment_ended(self, run: Running, out: Outcome) -> None:
@@ -588,7 +620,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
             if run.result != run.result and exp.spec.searcher.on_nan == "retry":
                 await self._crashed(run, f"{metric} was nan at epoch {t.target} (on_nan = retry)")
             else:
-                await self._record_result(run, run.result)
+                self._record_result(run, run.result)
         elif run.stop_reason in ("pause", "cancel", "shutdown"):
             await self._interrupted(run)
         elif run.stop_reason == "timeout":
@@ -600,7 +632,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
             await self._crashed(run, out.message)
         if exp.state == "cancelled" and t.state not in FINAL_TRIAL_STATES:
             # A segment that finished (or failed) as its experiment was cancelled ends here.
-            await self.store.commit("cancelled_trial", [TrialUpdate(t.id, {"state": "cancelled"})])
+            await self._commit("cancelled_trial", [TrialUpdate(t.id, {"state": "cancelled"})])
             t.state = "cancelled"
             with contextlib.suppress(ValueError):
                 exp.queue.remove(t)
@@ -612,7 +644,8 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         value = json.loads(data).get(metric)
         return None if value is None else protocol.decode_number(value)
 
-    async def _record_result(self, run: Running, value: float) -> None:
+    def _record_result(self, run: Running, value: float) -> None:
+        """The rung result: applied now, written with the next commit (see ``_commit``)."""
         exp, t = run.exp, run.trial
         now = self.clock()
         top = exp.ladder.is_top(t.idx, t.rung)
@@ -644,7 +677,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
                     value=protocol.encode_number(value),
                 )
             )
-        await self.store.commit("result", ops)
+        self._deferred.append(("result", ops))
         exp.ladder.apply(asha.ResultRecorded(t.idx, t.rung, value))
         t.state = state
 
@@ -653,7 +686,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         now = self.clock()
         cancelled = run.stop_reason == "cancel"
         state = "cancelled" if cancelled else "queued"
-        await self.store.commit(
+        await self._commit(
             "interrupted",
             [
                 AttemptUpdate(run.attempt, {"ended_at": now, "outcome": "interrupted"}),
@@ -689,7 +722,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         ]
         if give_up:
             ops.append(self._event(exp.id, "trial_failed", t.id, reason=why, restarts=restarts))
-        await self.store.commit("crashed", ops)
+        await self._commit("crashed", ops)
         t.state, t.restarts = state, restarts
         if give_up:
             exp.ladder.apply(asha.TrialFailed(t.idx))

@@ -9,7 +9,6 @@ Every accepted message is durable before it is acknowledged. A mixin of ``Daemon
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +17,10 @@ from hpd.errors import HpdError, ProtocolError
 from hpd.paths import Layout
 from hpd.queries import as_int
 from hpd.store import Report, Store, TrialUpdate
+from hpd.trial import CHECKPOINT_NAME
 
 if TYPE_CHECKING:
     from hpd.daemon import DaemonState, Running
-
-_CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
 
 
 class TrialOps:
@@ -90,7 +88,7 @@ class TrialOps:
         self, trial: Any, attempt: Any, epoch: Any, name: Any, reports: Any = ()
     ) -> dict[str, Any]:
         run = self._fenced(trial, attempt)
-        m = _CKPT_NAME.match(str(name))
+        m = CHECKPOINT_NAME.match(str(name))
         if m is None or int(m.group(2)) != run.attempt:
             raise HpdError(f"checkpoint name {name!r} was not generated for this attempt")
         path = self.layout.checkpoint_dir(run.exp.id, run.trial.id) / str(name)

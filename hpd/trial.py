@@ -20,7 +20,6 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,8 @@ from hpd.errors import HpdError, ProtocolError, RemoteError
 # at most instead of one per epoch; every rung result still rides with its checkpoint.
 BATCH_S = 0.5
 BATCH_MAX = 512
-_CKPT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})$")
+# Checkpoint directories: ckpt-EPOCH-aATTEMPT, or ckpt-EPOCH-aATTEMPT-N for the same epoch again.
+CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})(?:-\d{1,4})?$")
 
 
 class Channel:
@@ -127,6 +127,7 @@ class TrialContext:
         self._last_send = time.monotonic()
         self._epoch = self._restored_epoch
         self._stop = False
+        self._scanned = False  # the checkpoint dir was searched for leftovers
 
     # -- the segment's epochs --------------------------------------------------------------
 
@@ -204,25 +205,19 @@ class TrialContext:
     # -- checkpoints ----------------------------------------------------------------------
 
     def checkpoint(self, obj: Any, *, epoch: int | None = None) -> Path:
-        """Write ``obj`` atomically, then register it with the daemon as the trial's latest.
+        """Write ``obj`` to a new directory, fsync it, then register it as the trial's latest.
 
-        Written to a fresh directory, fsynced, renamed into place; only a registered checkpoint
-        is ever resumed from, so a half-written one is never used.
+        Only a registered checkpoint is ever resumed from, and the daemon registers a directory
+        only once it is fully written and durable, so a half-written one is never used. The
+        directory's name is new (no rename needed); the one it replaces is deleted afterwards.
         """
         epoch = self._epoch if epoch is None else int(epoch)
         if epoch < 1:
             raise ValueError("checkpoint() before the first epoch; call it after report()")
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        final = self.checkpoint_dir / f"ckpt-{epoch}-a{self.attempt}"
-        tmp = self.checkpoint_dir / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        fmt = _save(obj, tmp / "state")
-        (tmp / "format").write_text(fmt)
-        _fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(self.checkpoint_dir)
+        path = self._new_checkpoint_dir(epoch)
+        _save(obj, path / "state")
+        _fsync_dir(path)  # the file's entry in its directory
+        _fsync_dir(self.checkpoint_dir)  # the directory's entry in the trial's
         # Pending reports travel with the registration and commit in the same transaction.
         batch, self._pending = self._pending, []
         self._channel.call(
@@ -230,27 +225,55 @@ class TrialContext:
             trial=self.trial_id,
             attempt=self.attempt,
             epoch=epoch,
-            name=final.name,
+            name=path.name,
             reports=batch,
         )
         self._last_send = time.monotonic()
-        self._seg["checkpoint"] = str(final)
-        self._prune(keep=final)
-        return final
+        previous = self._seg.get("checkpoint")
+        self._seg["checkpoint"] = str(path)
+        self._prune(keep=path, previous=previous)
+        return path
+
+    def _new_checkpoint_dir(self, epoch: int) -> Path:
+        """``ckpt-EPOCH-aATTEMPT``, or ``...-N`` when this attempt checkpoints an epoch again."""
+        base = f"ckpt-{epoch}-a{self.attempt}"
+        for n in range(1, 10_000):
+            path = self.checkpoint_dir / (base if n == 1 else f"{base}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileNotFoundError:  # the trial's first checkpoint
+                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+        raise HpdError(f"too many checkpoints of epoch {epoch} in attempt {self.attempt}")
 
     def restore(self) -> Any | None:
         """The object of the last registered checkpoint, or None on the first segment."""
         path = self._seg.get("checkpoint")
         if not path:
             return None
-        p = Path(path)
-        fmt = (p / "format").read_text().strip()
-        return _load(p / "state", fmt)
+        return _load(Path(path) / "state")
 
-    def _prune(self, keep: Path) -> None:
-        for child in self.checkpoint_dir.iterdir():
-            if child != keep and (_CKPT_NAME.match(child.name) or child.name.startswith(".tmp-")):
-                shutil.rmtree(child, ignore_errors=True)
+    def _prune(self, keep: Path, previous: str | None) -> None:
+        """Delete what the new checkpoint replaces: the previous one at once; on the trial's
+        first checkpoint in this process, also what a crashed attempt may have left."""
+        if previous and previous != str(keep):
+            shutil.rmtree(previous, ignore_errors=True)
+        if self._scanned:
+            return
+        self._scanned = True
+        with os.scandir(self.checkpoint_dir) as entries:
+            stale = [
+                e.path
+                for e in entries
+                if e.name != keep.name
+                and (CHECKPOINT_NAME.match(e.name) or e.name.startswith(".tmp-"))
+            ]
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
 
     # -- subsets --------------------------------------------------------------------------
 
@@ -283,26 +306,29 @@ def _encode_metric(name: str, value: object) -> float | str:
     return protocol.encode_number(float(value))
 
 
-def _save(obj: Any, path: Path) -> str:
+def _save(obj: Any, path: Path) -> None:
+    """torch.save if the trial imported torch (tensors stay tensors), else pickle; fsynced."""
     torch = sys.modules.get("torch")
     with open(path, "wb") as f:
         if torch is not None:
             torch.save(obj, f)
-            fmt = "torch"
         else:
             pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-            fmt = "pickle"
         f.flush()
         os.fsync(f.fileno())
-    return fmt
 
 
-def _load(path: Path, fmt: str) -> Any:
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format; a pickle starts with b"\x80" (protocol >= 2)
+
+
+def _load(path: Path) -> Any:
     with open(path, "rb") as f:
-        if fmt == "torch":
+        if f.read(4) == _ZIP_MAGIC:
             import torch
 
+            f.seek(0)
             return torch.load(f, weights_only=False)
+        f.seek(0)
         return pickle.load(f)
 
 
