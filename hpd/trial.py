@@ -127,7 +127,7 @@ class TrialContext:
         self._last_send = time.monotonic()
         self._epoch = self._restored_epoch
         self._stop = False
-        self._scanned = False  # the checkpoint dir was searched for leftovers
+        self._garbage: list[str] = []  # replaced checkpoints, deleted later (``cleanup``)
 
     # -- the segment's epochs --------------------------------------------------------------
 
@@ -209,7 +209,7 @@ class TrialContext:
 
         Only a registered checkpoint is ever resumed from, and the daemon registers a directory
         only once it is fully written and durable, so a half-written one is never used. The
-        directory's name is new (no rename needed); the one it replaces is deleted afterwards.
+        directory's name is new (no rename needed); the one it replaces is deleted later.
         """
         epoch = self._epoch if epoch is None else int(epoch)
         if epoch < 1:
@@ -231,7 +231,7 @@ class TrialContext:
         self._last_send = time.monotonic()
         previous = self._seg.get("checkpoint")
         self._seg["checkpoint"] = str(path)
-        self._prune(keep=path, previous=previous)
+        self._replaced(previous, path)
         return path
 
     def _new_checkpoint_dir(self, epoch: int) -> Path:
@@ -257,21 +257,36 @@ class TrialContext:
             return None
         return _load(Path(path) / "state")
 
-    def _prune(self, keep: Path, previous: str | None) -> None:
-        """Delete what the new checkpoint replaces: the previous one at once; on the trial's
-        first checkpoint in this process, also what a crashed attempt may have left."""
-        if previous and previous != str(keep):
-            shutil.rmtree(previous, ignore_errors=True)
-        if self._scanned:
+    def _replaced(self, previous: str | None, current: Path) -> None:
+        """The checkpoint ``current`` replaces is garbage now; delete older garbage.
+
+        Deleting is kept off the end of the segment: the last replaced checkpoint goes in
+        ``cleanup()``, after the warm worker has answered the daemon. At most two checkpoints
+        of a trial are on disk at once, besides the one being written.
+        """
+        self._collect()
+        if previous and previous != str(current):
+            self._garbage.append(previous)
+
+    def _collect(self) -> None:
+        garbage, self._garbage = self._garbage, []
+        for p in garbage:
+            shutil.rmtree(p, ignore_errors=True)
+
+    def cleanup(self) -> None:
+        """Delete replaced checkpoints, and what a crashed attempt of this trial left behind."""
+        self._collect()
+        keep = os.path.basename(self._seg.get("checkpoint") or "")
+        try:
+            with os.scandir(self.checkpoint_dir) as entries:
+                stale = [
+                    e.path
+                    for e in entries
+                    if e.name != keep
+                    and (CHECKPOINT_NAME.match(e.name) or e.name.startswith(".tmp-"))
+                ]
+        except FileNotFoundError:  # the trial never checkpointed
             return
-        self._scanned = True
-        with os.scandir(self.checkpoint_dir) as entries:
-            stale = [
-                e.path
-                for e in entries
-                if e.name != keep.name
-                and (CHECKPOINT_NAME.match(e.name) or e.name.startswith(".tmp-"))
-            ]
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
 
@@ -353,6 +368,7 @@ def context() -> TrialContext:
     if not raw or not sock:
         raise HpdError("hpd.trial.context() works only inside a trial started by the hpd daemon")
     ctx = TrialContext(json.loads(raw), Channel(unix_connector(sock)))
+    atexit.register(ctx.cleanup)  # atexit runs in reverse: the flush first, then this
     atexit.register(ctx.flush)  # a program that reports and exits without a checkpoint
     with contextlib.suppress(ValueError):  # not the main thread: the daemon will SIGKILL
         signal.signal(signal.SIGTERM, lambda *_: ctx.request_stop())

@@ -26,6 +26,7 @@ from hpd.trial import Channel, TrialContext
 
 _functions: dict[tuple[str, str], Callable[[TrialContext], Any]] = {}
 _current: list[TrialContext] = []
+_finished: list[TrialContext] = []
 
 
 def load_entrypoint(workdir: str, entrypoint: str) -> Callable[[TrialContext], Any]:
@@ -89,6 +90,7 @@ def _environment(env: dict[str, str], cwd: str) -> Iterator[None]:
 
 def run_segment(seg: dict[str, Any], channel: Channel) -> dict[str, Any]:
     ctx = TrialContext(seg, channel)
+    _finished.append(ctx)  # cleaned up once the daemon has its answer, even if fn raised
     _current.append(ctx)
     try:
         with (
@@ -127,6 +129,14 @@ def serve(sock: socket.socket) -> None:
         except Exception as exc:  # the trial's own error: report it, stay warm
             resp = protocol.Response(req.id, False, None, "trial_error", _summary(exc))
         sock.sendall(protocol.encode_response(resp))
+        _clean_up_finished()
+
+
+def _clean_up_finished() -> None:
+    """Replaced checkpoints are deleted here, after the answer, not on the segment's end."""
+    while _finished:
+        with contextlib.suppress(Exception):
+            _finished.pop().cleanup()
 
 
 def _summary(exc: BaseException) -> str:

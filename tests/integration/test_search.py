@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -72,6 +74,25 @@ def test_81_trial_asha_search_is_valid_and_exact(daemon: DaemonProcess, kind: st
     _assert_no_shared_gpu(events)
     uuids = {g for e in events if e["type"] == "segment_started" for g in e["gpus"]}
     assert all(u.startswith("GPU-") for u in uuids)
+    _assert_one_checkpoint_each(daemon, exp.id, trials)
+
+
+def _assert_one_checkpoint_each(daemon: DaemonProcess, exp_id: int, trials: list[Any]) -> None:
+    """Replaced checkpoints are deleted (after the segment's answer, so allow a moment)."""
+    root = daemon.state / "experiments" / str(exp_id) / "trials"
+    left: dict[int, list[str]] = {}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = {
+            t["id"]: sorted(p.name for p in (root / str(t["id"]) / "checkpoints").iterdir())
+            for t in trials
+        }
+        if all(len(names) == 1 for names in left.values()):
+            break
+        time.sleep(0.1)
+    assert all(len(names) == 1 for names in left.values()), left
+    for t in trials:  # and the one left is the registered one: of the trial's last epoch
+        assert re.fullmatch(rf"ckpt-{t['checkpoint_epoch']}-a\d+", left[t["id"]][0]), t
 
 
 def test_same_seed_same_search_one_slot(daemon_factory: Any) -> None:

@@ -67,23 +67,28 @@ def test_first_checkpoint_creates_its_dirs_and_registers_with_pending_reports(
     assert resumed.restore() == {"w": [1, 2, 3]}
 
 
-def test_same_epoch_twice_gets_a_new_name_and_the_first_is_deleted(tmp_path: Path) -> None:
+def test_same_epoch_twice_gets_a_new_name(tmp_path: Path) -> None:
     ch = FakeChannel()
     ctx = _ctx(tmp_path, ch)
     ctx.report(1, loss=1.0)
-    first = ctx.checkpoint("a")
-    second = ctx.checkpoint("b")
-    third = ctx.checkpoint("c")
-    # each replaced one is deleted once its successor is registered, so names alternate
-    assert (first.name, second.name, third.name) == ("ckpt-1-a7", "ckpt-1-a7-2", "ckpt-1-a7")
-    assert _dirs(tmp_path) == ["ckpt-1-a7"]
-    assert all(CHECKPOINT_NAME.match(args["name"]) for _, args in ch.calls)
-    m = CHECKPOINT_NAME.match(third.name)
+    names = [ctx.checkpoint(x).name for x in "abc"]
+    assert names == ["ckpt-1-a7", "ckpt-1-a7-2", "ckpt-1-a7-3"]
+    assert [args["name"] for _, args in ch.calls] == names
+    m = CHECKPOINT_NAME.match(names[-1])
     assert m is not None and m.group(1, 2) == ("1", "7")
-    assert _ctx(tmp_path, FakeChannel(), checkpoint=str(third)).restore() == "c"
+    # each checkpoint deletes what the one before it replaced: two are on disk, not three
+    assert _dirs(tmp_path) == ["ckpt-1-a7-2", "ckpt-1-a7-3"]
+    ctx.cleanup()
+    assert _dirs(tmp_path) == ["ckpt-1-a7-3"]
+    assert (
+        _ctx(
+            tmp_path, FakeChannel(), checkpoint=str(tmp_path / "trial" / "checkpoints" / names[-1])
+        ).restore()
+        == "c"
+    )
 
 
-def test_a_new_checkpoint_replaces_the_restored_one_and_clears_leftovers(tmp_path: Path) -> None:
+def test_cleanup_deletes_the_replaced_checkpoint_and_leftovers_only(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, FakeChannel(), attempt=4)
     ctx.report(1, loss=1.0)
     restored = ctx.checkpoint({"epoch": 1})
@@ -96,8 +101,15 @@ def test_a_new_checkpoint_replaces_the_restored_one_and_clears_leftovers(tmp_pat
     for epoch in ctx2.epochs():
         ctx2.report(epoch, loss=1.0)
     new = ctx2.checkpoint({"epoch": 3})
+    assert new.name == "ckpt-3-a6" and restored.exists()  # deleted after the segment's answer
+    ctx2.cleanup()
     assert _dirs(tmp_path) == ["ckpt-3-a6", "notes.txt"]
-    assert new.name == "ckpt-3-a6"
+
+
+def test_cleanup_without_any_checkpoint_is_harmless(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, FakeChannel())
+    ctx.cleanup()
+    assert not (tmp_path / "trial").exists()
 
 
 def test_a_refused_registration_keeps_the_registered_checkpoint(tmp_path: Path) -> None:
