@@ -2,6 +2,7 @@
 
 Owns the crash points only. Off unless the variable is set; when set, the N-th time the daemon
 reaches the labelled point it dies at once with ``os._exit(137)``, as a SIGKILL would leave it.
+``fail:LABEL:N`` instead makes that one commit fail with an I/O error (the daemon lives on).
 ``diskfull:PATH`` makes every ``before_commit:*`` point raise SQLite's "database or disk is full"
 for as long as the file PATH exists (the test creates it to fill the disk, removes it to free
 space). Several faults may be given, separated by commas.
@@ -14,6 +15,7 @@ import sqlite3
 
 _counts: dict[str, int] = {}
 _targets: dict[str, int] = {}
+_failures: dict[str, int] = {}
 _full_flags: list[str] = []
 
 
@@ -24,6 +26,8 @@ def _load() -> None:
         label, _, nth = rest.rpartition(":")
         if kind == "crash" and label and nth.isdigit():
             _targets[label] = int(nth)
+        elif kind == "fail" and label and nth.isdigit():
+            _failures[label] = int(nth)
         elif kind == "diskfull" and rest:
             _full_flags.append(rest)
 
@@ -36,12 +40,11 @@ def point(label: str) -> None:
     full = _full_flags and label.startswith("before_commit:")
     if full and any(os.path.exists(f) for f in _full_flags):
         raise sqlite3.OperationalError("database or disk is full")
-    if not _targets:
-        return
-    target = _targets.get(label)
-    if target is None:
+    if not (_targets or _failures):
         return
     n = _counts.get(label, 0) + 1
     _counts[label] = n
-    if n == target:
+    if n == _targets.get(label):
         os._exit(137)
+    if n == _failures.get(label):
+        raise sqlite3.OperationalError("disk I/O error (injected)")

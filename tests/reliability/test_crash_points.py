@@ -62,7 +62,11 @@ def _finish(d: DaemonProc, timeout: float = 60) -> list[dict[str, Any]]:
 
 
 def _run_case(
-    make: Any, fault: str, restart_faults: tuple[str, ...] = (), spec: dict[str, Any] = SPEC
+    make: Any,
+    fault: str,
+    restart_faults: tuple[str, ...] = (),
+    spec: dict[str, Any] = SPEC,
+    check: Any = None,
 ) -> tuple[bool, Any]:
     """Run the search with ``fault``; restart (through ``restart_faults``) until it completes."""
     d = make(cpu_slots=1)
@@ -98,6 +102,10 @@ def _run_case(
     d.stop()
     assert d.integrity() == "ok"
     assert d.sql("SELECT COUNT(*) FROM attempts WHERE ended_at IS NULL") == [(0,)]
+    # every recorded epoch belongs to a recorded attempt
+    assert d.sql("SELECT COUNT(*) FROM metrics WHERE attempt NOT IN (SELECT id FROM attempts)") == [(0,)]
+    if check is not None:
+        check(d)
     return died, final_ladder(trials)
 
 
@@ -176,4 +184,18 @@ def test_crash_at_attempt_pid_of_command_trials(
 ) -> None:
     died, ladder = _run_case(make_daemon, f"crash:{point}:attempt_pid:{n}", spec=COMMAND_SPEC)
     assert died
+    assert ladder == reference
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+def test_a_start_that_fails_to_commit_is_undone(
+    reference: Any, make_daemon: Any, n: int
+) -> None:
+    """A decision whose commit fails is undone in memory: the daemon degrades, recovers on
+    its next healthy commit, and the search ends as if that decision had never been made."""
+    def injected(d: DaemonProc) -> None:
+        assert "disk I/O error (injected)" in d.tail(), d.tail()
+
+    died, ladder = _run_case(make_daemon, f"fail:before_commit:start_attempt:{n}", check=injected)
+    assert not died
     assert ladder == reference
