@@ -10,6 +10,10 @@ segments (sum of resource - from_epoch over segment_started); Ray Tune's from it
 per epoch). Then ASHA-over-SHA speedups (SHA wall / ASHA wall) beside the seeds' ASH vs SH
 table (1.27x, 1.84x, 3.19x, 3.57x at 4, 8, 16, 32 threads). Goal: efficiency >= 0.9 at 8 slots.
 
+For hpd's rows it also simulates the same ladder with zero overhead (``bench/ideal.py``): the
+"ideal" efficiency is what the rules alone allow (ASHA's last promotions leave slots idle), and
+"of ideal" = ideal wall / hpd wall is the share of that schedule hpd achieves.
+
     .venv/bin/python -m bench.scaling --trials 256 --slots 1 2 4 8 16 --ray-slots 4 8
 """
 
@@ -19,7 +23,18 @@ import argparse
 from typing import Any
 
 from bench.common import emit, machine, table
-from bench.side_by_side import MAX_EPOCHS, judge, loadavg, median, peer_available, run_hpd, run_peer
+from bench.ideal import simulate
+from bench.side_by_side import (
+    MAX_EPOCHS,
+    hpd_spec,
+    judge,
+    loadavg,
+    median,
+    peer_available,
+    run_hpd,
+    run_peer,
+)
+from examples.synthetic.train import loss
 
 SEEDS_ASH_OVER_SH = {4: 1.27, 8: 1.84, 16: 3.19, 32: 3.57}
 
@@ -84,6 +99,13 @@ def main() -> None:
         print("Ray Tune skipped: no .bench-venvs/ray (run bench/peers/setup.sh)")
 
     summary: list[dict[str, Any]] = []
+    ideal: dict[tuple[str, int], Any] = {}
+    for fw in ("hpd-asha", "hpd-sha"):
+        for slots in args.slots:
+            spec = hpd_spec(args.trials, slots, args.sleep, fw.split("-")[1])
+            ideal[fw, slots] = simulate(
+                spec, slots, args.sleep, lambda p, e: loss(p["lr"], p["momentum"], e)
+            )
     for fw in dict.fromkeys(r["fw"] for r in runs):
         base = median([r for r in runs if r["fw"] == fw and r["slots"] == 1], "wall_s")
         for slots in args.slots:
@@ -105,6 +127,13 @@ def main() -> None:
                         "load": median(g, "load"),
                     }
                 )
+                sim = ideal.get((fw, slots))
+                if sim is not None:
+                    summary[-1].update(
+                        ideal_wall_s=sim.wall_s,
+                        ideal_efficiency=sim.efficiency(slots),
+                        of_ideal=sim.wall_s / wall,
+                    )
     print()
     print(
         table(
@@ -118,6 +147,8 @@ def main() -> None:
                 "utilisation",
                 "bound s",
                 "efficiency (bound/wall)",
+                "ideal eff (zero overhead)",
+                "of ideal (ideal wall/wall)",
                 "true best",
                 "load1",
             ],
@@ -132,6 +163,8 @@ def main() -> None:
                     s["utilisation"],
                     s["bound_s"],
                     s["efficiency"],
+                    s.get("ideal_efficiency", "-"),
+                    s.get("of_ideal", "-"),
                     f"{s['true_best']}/{s['n']}",
                     s["load"],
                 ]
@@ -177,7 +210,11 @@ def main() -> None:
     )
     eight = next((s for s in summary if s["framework"] == "hpd-asha" and s["slots"] == 8), None)
     if eight:
-        print(f"hpd ASHA at 8 slots: {eight['efficiency']:.2f} of the bound (goal >= 0.9)")
+        print(
+            f"hpd ASHA at 8 slots: {eight['efficiency']:.2f} of the bound (goal >= 0.9); the same"
+            f" ladder with zero overhead: {eight['ideal_efficiency']:.2f}; hpd reaches"
+            f" {eight['of_ideal']:.2f} of that schedule"
+        )
     emit(
         {
             "bench": "scaling",
