@@ -4,7 +4,8 @@ ASHA (eta 3, epochs 1..27, rungs 1/3/9/27) over N zero-cost trials of the synthe
 (reference/anchors-perf.md), every epoch reported: hpd (entrypoint trials, 4 fake-GPU slots,
 every report durably committed) against Optuna (SuccessiveHalvingPruner, RandomSampler, one
 worker; in memory and SQLite) and Ray Tune (ASHAScheduler, reuse_actors=True, 4 concurrent).
-Runs alternate between frameworks, ``--repeats`` times; prints each run, the medians, hpd's
+Runs alternate between frameworks, ``--repeats`` times, each after the machine has gone quiet
+(``settle``: a peer's processes linger after its run); prints each run, the medians, hpd's
 reports/s over each peer's, and a final JSON line. Peers need ``bench/peers/setup.sh`` first;
 a missing peer venv is skipped (and said). "true best" = the framework's answer is the
 configuration, among those it tried, whose curve is lowest at epoch 27.
@@ -18,7 +19,15 @@ import argparse
 from typing import Any
 
 from bench.common import emit, machine, table
-from bench.side_by_side import judge, loadavg, median, peer_available, run_hpd, run_peer
+from bench.side_by_side import (
+    judge,
+    loadavg,
+    median,
+    peer_available,
+    run_hpd,
+    run_peer,
+    settle,
+)
 
 SLOTS = 4
 FRAMEWORKS = ("hpd", "optuna-memory", "optuna-sqlite", "ray-tune")
@@ -27,6 +36,7 @@ FRAMEWORKS = ("hpd", "optuna-memory", "optuna-sqlite", "ray-tune")
 def run_one(fw: str, trials: int, limit: float | None) -> dict[str, Any]:
     extra = {"time_limit": limit} if limit else {}
     timeout = (limit or 1800) + 300
+    busy_before = settle()
     if fw == "hpd":
         r = run_hpd(trials, SLOTS, 0.0, "asha")
     elif fw == "optuna-memory":
@@ -39,6 +49,7 @@ def run_one(fw: str, trials: int, limit: float | None) -> dict[str, Any]:
         r = run_peer("ray_run", "ray", timeout, trials=trials, workers=SLOTS, **extra)
     r["framework"] = "hpd" if fw == "hpd" else r["framework"]
     r["load"] = loadavg()[0]
+    r["busy_before"] = busy_before
     return judge(r)
 
 

@@ -3,7 +3,7 @@
 N configurations (default 256) of the synthetic curve whose epochs sleep ``--sleep`` s (simulated
 GPU work), eta 3, epochs 1..27 (rungs 1/3/9/27), on 1, 2, 4, 8 and 16 slots (hpd: that many fake
 GPUs; Ray Tune: that many concurrent trials with reuse_actors, only at ``--ray-slots``).
-For every run: wall time, speedup over the same framework on one slot, utilisation = total sleep
+Each run starts once the machine is quiet (``settle``). For every run: wall time, speedup over the same framework on one slot, utilisation = total sleep
 / (slots x wall), and efficiency = bound / wall with bound = max(total epochs x sleep / slots,
 the longest chain of one trial through every rung x sleep). hpd's total epochs come from its
 segments (sum of resource - from_epoch over segment_started); Ray Tune's from its reports (one
@@ -33,6 +33,7 @@ from bench.side_by_side import (
     peer_available,
     run_hpd,
     run_peer,
+    settle,
 )
 from examples.synthetic.train import loss
 
@@ -40,6 +41,7 @@ SEEDS_ASH_OVER_SH = {4: 1.27, 8: 1.84, 16: 3.19, 32: 3.57}
 
 
 def run_one(fw: str, trials: int, slots: int, sleep: float) -> dict[str, Any]:
+    busy_before = settle()
     if fw.startswith("hpd-"):
         r = run_hpd(trials, slots, sleep, fw.split("-")[1])
     elif fw == "optuna-memory":
@@ -51,7 +53,7 @@ def run_one(fw: str, trials: int, slots: int, sleep: float) -> dict[str, Any]:
         r = run_peer("ray_run", "ray", trials=trials, workers=slots, sleep=sleep)
         r["longest_chain_epochs"] = MAX_EPOCHS
     r = judge(r)
-    r.update(fw=fw, slots=slots, load=loadavg()[0])
+    r.update(fw=fw, slots=slots, load=loadavg()[0], busy_before=busy_before)
     work = r["epochs"] * sleep
     r["utilisation"] = work / (slots * r["wall_s"])
     r["bound_s"] = max(work / slots, r["longest_chain_epochs"] * sleep)

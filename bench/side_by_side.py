@@ -146,3 +146,24 @@ def median(runs: list[dict[str, Any]], key: str) -> float:
 
 def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+
+def settle(busy_below: float = 0.15, timeout: float = 60.0) -> float:
+    """Wait until the machine is quiet: less than ``busy_below`` of the CPUs busy over half a
+    second (a peer's processes, Ray's raylet above all, linger after its run). Returns the last
+    busy share measured; gives up after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    busy = 1.0
+    while time.monotonic() < deadline:
+        t0, i0 = _cpu_times()
+        time.sleep(0.5)
+        t1, i1 = _cpu_times()
+        busy = 1.0 - (i1 - i0) / max(1, t1 - t0)
+        if busy < busy_below:
+            break
+    return busy

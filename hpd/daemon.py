@@ -5,8 +5,8 @@ the scheduling loop (fill free slots: requeued segments first, then the ladder's
 the request handlers. Every decision is persisted (one transaction) *before* the in-memory
 ladder applies it and before anyone is told, so a kill at any moment loses nothing that was
 acknowledged. A segment's end is the one exception, and a safe one: its result is already durable
-(reported with the checkpoint), so its writes ride with the next commit, which is always before
-any decision that could depend on it. Must never run SQL itself (store.py does), call NVML
+(reported with the checkpoint), so its writes ride with the next commit, which is always made
+with, or before, any decision that could depend on it. Must never run SQL itself (store.py does), call NVML
 (gpus.py) or parse specs.
 """
 
@@ -586,9 +586,11 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         """Commit the deferred writes, then ``ops``, in one transaction. Call under the mutex.
 
         A segment's end is deferred: its result is already durable in the metrics table (it
-        came with the checkpoint or the final reports), so a kill before this commit only means
-        recovery finds the trial still running at that rung, resumes it from a checkpoint that
-        covers the rung and reads the reported result (``_reported_result``). Writing the end
+        came with the checkpoint or the final reports), and no decision that used it can be
+        durable without it. So a kill before this commit only means recovery finds the trial
+        still running at that rung and resumes it from its last registered checkpoint: one
+        taken at the rung's epoch leaves nothing to run and the reported result is read back
+        (``_reported_result``); an older one runs the missing epochs again. Writing the end
         with the decision that follows it saves one fsync per segment, and keeps the event log
         in the order the ladder saw: every decision comes after the results it depended on.
         """
