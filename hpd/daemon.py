@@ -4,10 +4,10 @@ Owns the lifecycle (single instance per state dir, crash-only start = recovery, 
 the scheduling loop (fill free slots: requeued segments first, then the ladder's decision) and
 the request handlers. Every decision is persisted (one transaction) *before* the in-memory
 ladder applies it and before anyone is told, so a kill at any moment loses nothing that was
-acknowledged. A segment's end is the one exception, and a safe one: its result is already durable
-(reported with the checkpoint), so its writes ride with the next commit, which is always made
-with, or before, any decision that could depend on it. Must never run SQL itself (store.py does), call NVML
-(gpus.py) or parse specs.
+acknowledged. A segment's end is the one exception, and a safe one: its result is already
+durable (reported with the checkpoint), so its writes ride with the next commit, which is made
+with, or before, any decision that could depend on it. Must never run SQL itself (store.py
+does), call NVML (gpus.py) or parse specs.
 """
 
 from __future__ import annotations

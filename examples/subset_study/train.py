@@ -8,9 +8,12 @@ all four scenarios and the full-data retraining: ``ctx.subset_loader`` reads the
 
 The searched hyperparameters (``ctx.params``) are the seeds' space: ``lr`` (RMSprop), ``momentum``
 (RMSprop's momentum), ``weight_decay``, ``step_size`` (StepLR, gamma 0.1, stepped per epoch)
-and, for GRAD-MATCH, ``lam`` (its regularisation coefficient). ``lam`` is accepted but
-**unused**: hpd's GRAD-MATCH solver has a ridge term (``hpd.subset.omp.nnls_omp(ridge=)``), but
-neither ``hpd.subset.select`` nor ``SubsetLoader`` lets a caller set it yet.
+and, for GRAD-MATCH, ``lam`` (its regularisation coefficient). When the spec's strategy is
+GRAD-MATCH, ``lam`` goes straight to the loader as ``SubsetLoader(ridge=lam)``: every OMP-NNLS
+selection minimises ``||sum_i w_i g_i - G||^2 + lam ||w||^2`` (w >= 0), as in CORDS. ``ridge`` is
+in the units of the gradient Gram matrix (those of ``||g_i||^2``; per batch, of the batches'
+gradient sums), which need not match CORDS's gradient scaling, so the same ``lam`` may weigh
+more or less here than there. Other strategies (the full-data retraining included) ignore it.
 
 Settings (``[env]``, so the four specs state them; all optional):
 ``STUDY_DATASET`` fashion-mnist | cifar10, ``STUDY_WIDTH`` (ResNet width, 64 = the paper's),
@@ -143,6 +146,15 @@ def _splits(settings: Settings, device: torch.device) -> Splits:
     )
 
 
+def _gradmatch_ridge(subset: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, float]:
+    """``{"ridge": lam}`` for a GRAD-MATCH subset with a sampled ``lam``, else nothing: the
+    loader refuses a ridge for other strategies, and the full-data retraining keeps ``lam``
+    in its params while running ``strategy = "none"``."""
+    if subset.get("strategy") in ("gradmatch", "gradmatch_pb") and "lam" in params:
+        return {"ridge": float(params["lam"])}
+    return {}
+
+
 def train(ctx: TrialContext) -> None:
     settings = Settings.from_env(os.environ)
     device = settings.torch_device()
@@ -152,8 +164,6 @@ def train(ctx: TrialContext) -> None:
     torch.manual_seed(ctx.seed)  # spec seed + trial index: scenarios share inits per config
     splits = _splits(settings, device)
     p = ctx.params
-    if "lam" in p and ctx.rung == 0 and ctx.start_epoch == 0:
-        print(f"lam={p['lam']:.4g} accepted but unused (hpd.subset exposes no GRAD-MATCH ridge)")
 
     model = ResNet18(splits.in_channels, splits.num_classes, settings.width).to(device)
     if device.type == "cuda":
@@ -174,7 +184,12 @@ def train(ctx: TrialContext) -> None:
 
     use_amp = settings.amp and device.type == "cuda"
     loader = ctx.subset_loader(
-        splits.train, model=model, head=model.fc, batch_size=settings.batch_size, amp=use_amp
+        splits.train,
+        model=model,
+        head=model.fc,
+        batch_size=settings.batch_size,
+        amp=use_amp,
+        **_gradmatch_ridge(ctx.subset, p),
     )
     loader.set_epoch(ctx.start_epoch)  # selection rounds continue where the checkpoint left off
     for epoch in ctx.epochs():

@@ -5,7 +5,9 @@ Owns ``gradmatch`` (several groups at once) and ``fill``. A group is matched by 
 (``omp.nnls_omp``) unless it is large and its budget is too: then it is split into blocks of
 nearby points (``blocks.split``) and every block's own gradient sum is matched with its share
 of the budget, all blocks in lockstep (``omp.nnls_omp_blocks``); the group's match is the sum
-of its blocks' matches.
+of its blocks' matches. ``ridge`` (GRAD-MATCH's regularisation ``lam``) reaches both solvers:
+a whole group's weights are penalised as one vector, a blocked group's block by block (the
+same total ``ridge * ||w||^2``).
 
 Why blocks: on a large group, OMP-NNLS reaches the NNLS optimum after a few hundred atoms and
 about 150 sequential steps of O(|S| n + |S|^2) work each (Fashion-MNIST, 6,000 per class,
@@ -31,7 +33,7 @@ import torch
 
 from hpd.subset.blocks import Blocks, apportion, batches, split
 from hpd.subset.kernels import GradKernel
-from hpd.subset.omp import nnls_omp, nnls_omp_blocks, single_thread_on_cpu
+from hpd.subset.omp import check_ridge, nnls_omp, nnls_omp_blocks, single_thread_on_cpu
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -57,30 +59,40 @@ def gradmatch(
     fill_weight: float = 1.0,
     max_block: int = 256,
     seed: int = 0,
+    ridge: float = 0.0,
 ) -> list[tuple[IntArray, FloatArray]]:
     """GRAD-MATCH subsets of several groups: per group, positions into ``kernel`` (unsorted)
-    and weights, exactly ``budgets[g]`` of them (``rngs[g]`` draws the group's fill)."""
+    and weights, exactly ``budgets[g]`` of them (``rngs[g]`` draws the group's fill).
+
+    ``ridge``: GRAD-MATCH's regularisation, ``ridge * ||w||^2`` added to every OMP-NNLS
+    objective (whole groups and each block alike), in the units of ``kernel``'s Gram (see
+    ``hpd.subset.omp``).
+    """
+    ridge = check_ridge(ridge)
     live = [g for g, k in enumerate(budgets) if k > 0 and len(groups[g])]
     m = block_size(max_block, [len(groups[g]) for g in live], [budgets[g] for g in live])
     blocked = [g for g in live if len(groups[g]) > m] if m <= MAX_BLOCK else []
     out: dict[int, tuple[IntArray, FloatArray]] = {}
     for batch in batches([len(groups[g]) for g in blocked], m):  # bounded memory
         which = [blocked[i] for i in batch]
-        out.update(zip(which, _blocked(kernel, groups, budgets, which, m, tol, seed), strict=True))
+        parts = _blocked(kernel, groups, budgets, which, m, tol, seed, ridge)
+        out.update(zip(which, parts, strict=True))
     result: list[tuple[IntArray, FloatArray]] = []
     for g, (grp, k) in enumerate(zip(groups, budgets, strict=True)):
         if g not in live:
             result.append((np.zeros(0, np.int64), np.zeros(0, np.float64)))
             continue
-        pos, w = out[g] if g in out else _whole(kernel, grp, k, tol)
+        pos, w = out[g] if g in out else _whole(kernel, grp, k, tol, ridge)
         result.append(fill(grp, k, pos, w, rngs[g], fill_weight))
     return result
 
 
-def _whole(kernel: GradKernel, grp: IntArray, k: int, tol: float) -> tuple[IntArray, FloatArray]:
+def _whole(
+    kernel: GradKernel, grp: IntArray, k: int, tol: float, ridge: float
+) -> tuple[IntArray, FloatArray]:
     """Exact OMP-NNLS on one group: kernel positions and weights of its support."""
     whole = len(grp) == kernel.n  # groups are sorted and disjoint: then grp is every row
-    res = nnls_omp(kernel if whole else kernel.subset(grp), k, tol=tol)
+    res = nnls_omp(kernel if whole else kernel.subset(grp), k, tol=tol, ridge=ridge)
     return grp[res.positions.cpu().numpy().astype(np.int64)], res.weights.numpy()
 
 
@@ -92,13 +104,14 @@ def _blocked(
     m: int,
     tol: float,
     seed: int,
+    ridge: float,
 ) -> list[tuple[IntArray, FloatArray]]:
     """Groups ``which`` split into blocks of at most m points, every block matched to its own
     gradient sum with its share of the group's budget (in proportion to its size)."""
     with single_thread_on_cpu(kernel.device):
         blocks = split(kernel, [groups[g] for g in which], m, seed)
         budget_t = _block_budgets(blocks, [budgets[g] for g in which])
-        S, w = nnls_omp_blocks(kernel.block_gram(blocks.pos), budget_t, tol=tol)
+        S, w = nnls_omp_blocks(kernel.block_gram(blocks.pos), budget_t, tol=tol, ridge=ridge)
     on = S >= 0
     pos = blocks.pos.gather(1, S.clamp(min=0))[on].cpu().numpy()
     weights = w[on].cpu().numpy()

@@ -31,6 +31,7 @@ from torch import nn
 
 from hpd.subset.data import dataset_labels, fetch_batches, unwrap
 from hpd.subset.features import last_layer_features, model_device
+from hpd.subset.omp import check_ridge
 from hpd.subset.strategies import STRATEGIES, budget, select, select_batches
 
 Tensor = torch.Tensor
@@ -84,6 +85,11 @@ class SubsetLoader:
     the selection's inference cost by ``pool * fraction`` (a cost/quality knob; default: all).
     ``tol``, ``fill_weight``, ``max_block``: passed to ``select`` (GRAD-MATCH's stop and fill;
     the block size of CRAIG and GRAD-MATCH on large classes, see ``hpd.subset.blocks``).
+    ``ridge``: GRAD-MATCH's regularisation coefficient (CORDS's ``lam``), passed to its
+    selections (not to the random first round): ``ridge * ||w||^2`` is added to OMP-NNLS's
+    objective, in the units of the gradient Gram (``||g_i||^2`` of the last-layer gradients
+    per sample, or of the batches' gradient sums with ``per_batch``). A finite number >= 0;
+    the other strategies (``none`` included) refuse a nonzero one.
     The epoch counter advances by one per ``iter()`` unless ``set_epoch`` is called.
     """
 
@@ -111,7 +117,14 @@ class SubsetLoader:
         pool: float | None = None,
         fill_weight: float = 1.0,
         max_block: int = 256,
+        ridge: float = 0.0,
     ) -> None:
+        ridge = check_ridge(ridge)
+        if ridge and strategy not in ("gradmatch", "gradmatch_pb"):
+            # before "none" becomes "random", so the error names what the caller asked for
+            raise ValueError(
+                f"ridge={ridge!r} applies to strategy 'gradmatch' only, not {strategy!r}"
+            )
         if strategy == "gradmatch_pb":
             strategy, per_batch = "gradmatch", True
         # "none" (the spec's default): every sample at weight 1, so one training script serves
@@ -145,6 +158,7 @@ class SubsetLoader:
         self.pool = pool
         self.fill_weight = fill_weight
         self.max_block = max_block
+        self.ridge = ridge
         self.on_timing = on_timing
         self.timings = SubsetTimings(
             strategy="none" if full_data else strategy, fraction=self.fraction
@@ -213,6 +227,7 @@ class SubsetLoader:
             idx, w = select(
                 strategy, grads, self.fraction, labels=labels, seed=seed, tol=self.tol,
                 fill_weight=self.fill_weight, max_block=self.max_block,
+                ridge=self.ridge if strategy == "gradmatch" else 0.0,
             )  # fmt: skip
             w_full[torch.from_numpy(idx)] = torch.from_numpy(w)
         total = float(w_full.sum())
@@ -249,7 +264,7 @@ class SubsetLoader:
                 local = [np.arange(e - len(parts[c]), e) for c, e in zip(cand, ends, strict=True)]
             pos, w = select_batches(
                 self.strategy, feats, local, frac, seed=seed, tol=self.tol,
-                fill_weight=self.fill_weight,
+                fill_weight=self.fill_weight, ridge=self.ridge,
             )  # fmt: skip
         else:
             pos, w = select_batches("random", None, [parts[c] for c in cand], frac, seed=seed)

@@ -21,6 +21,12 @@ target is the sum of its atoms). Supports are small (tens of atoms), so every st
 all of them from scratch with one batched Cholesky in float64 instead of keeping incremental
 factors: a step is ~20 batched ops whatever the number of blocks.
 
+Both take ``ridge`` (>= 0; ``check_ridge`` validates it), GRAD-MATCH's regularisation
+coefficient (CORDS's ``lam``): they minimise ``||A_S^T w - t||^2 + ridge ||w||^2`` instead,
+i.e. solve with ``G_SS + ridge I``. It is in the units of the Gram (those of ``||g_i||^2``, the
+atoms' squared norms), so its effect depends on how the gradients are scaled. The residuals
+reported and the ``tol`` stop measure the match alone, without the ridge term.
+
 Must never: fill up a short support, rescale weights or touch sample/label bookkeeping (that is
 ``select``'s job); never rebuild the Gram of a large support at every step.
 """
@@ -28,6 +34,7 @@ Must never: fill up a short support, rescale weights or touch sample/label bookk
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +50,17 @@ Tensor = torch.Tensor
 Array = npt.NDArray[np.float64]
 
 _F64 = torch.float64
+
+
+def check_ridge(ridge: object) -> float:
+    """``ridge`` as a float, or a ValueError unless it is a finite real number >= 0 (a bool is
+    refused: ``ridge=True`` is a mistake, not 1.0)."""
+    value = math.nan
+    if isinstance(ridge, numbers.Real) and not isinstance(ridge, (bool, np.bool_)):
+        value = float(ridge)
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -406,10 +424,12 @@ def nnls_omp(
     ``target`` (default: the sum of all atoms).
 
     Stops early when the relative residual falls to ``tol`` or no atom correlates positively
-    with the residual (then ``w`` is the exact NNLS optimum). ``ridge`` adds ``ridge * ||w||^2``.
+    with the residual (then ``w`` is the exact NNLS optimum). ``ridge`` adds ``ridge * ||w||^2``
+    to the objective (Gram units, see the module docstring; ``residual`` leaves it out).
     ``block``: atoms entered per step (1 = exact OMP; None = ``auto_block``). ``gram_bytes``:
     the most memory for cached Gram rows before correlations are recomputed from features.
     """
+    ridge = check_ridge(ridge)
     with single_thread_on_cpu(kernel.device):
         return _nnls_omp(
             kernel, k, target=target, tol=tol, ridge=ridge, block=block,
@@ -436,7 +456,8 @@ def _residual(kernel: GradKernel, t: Tensor, st: _State) -> float:
 class _Blocks:
     """Lockstep state: support slots ``S`` [nb, kmax] (-1 = empty), their weights ``w`` and
     Gram rows ``rows`` [nb, kmax, m] (row-major per slot: a batched GEMV over them is several
-    times faster than over columns); ``b`` [nb, m] = correlations with the targets."""
+    times faster than over columns); ``b`` [nb, m] = correlations with the targets; supports
+    are solved with ``G_SS + ridge I``."""
 
     K: Tensor
     b: Tensor
@@ -445,6 +466,7 @@ class _Blocks:
     rows: Tensor
     excluded: Tensor
     dep_tol: float
+    ridge: float = 0.0
 
     def correlations(self) -> Tensor:
         """``b - G[:, S] w`` of every block, float64 [nb, m], -inf where excluded (all blocks
@@ -465,11 +487,13 @@ class _Blocks:
         G = self.rows.view(-1).index_select(0, at.reshape(-1)).view(len(L), kmax, kmax)
         G = (G + G.transpose(1, 2)).to(_F64).mul_(0.5)
         a = active.to(_F64)  # empty slots: identity rows and columns, right-hand side 0
-        G.mul_(a[:, :, None]).mul_(a[:, None, :]).diagonal(dim1=1, dim2=2).add_(1.0 - a)
+        G.mul_(a[:, :, None]).mul_(a[:, None, :])
+        g_diag = G.diagonal(dim1=1, dim2=2).clone()  # dependence is judged without the ridge
+        G.diagonal(dim1=1, dim2=2).add_(1.0 - a).add_(a * self.ridge)
         rhs = self.b[L[:, None], si].mul_(a)
         chol, info = torch.linalg.cholesky_ex(G)
         piv = chol.diagonal(dim1=1, dim2=2) ** 2
-        ok = (info == 0) & ~(active & (piv <= self.dep_tol * G.diagonal(dim1=1, dim2=2))).any(1)
+        ok = (info == 0) & ~(active & (piv <= self.dep_tol * g_diag)).any(1)
         if not bool(ok.all()):
             chol[~ok] = torch.eye(kmax, dtype=_F64, device=G.device)
         z = torch.cholesky_solve(rhs[:, :, None], chol)[:, :, 0]
@@ -516,14 +540,18 @@ def _backtrack_blocks(st: _Blocks, L: Tensor, new_slot: Tensor) -> None:
         z[todo] = st.least_squares(L[todo])[0]
 
 
-def nnls_omp_blocks(K: Tensor, budgets: Tensor, *, tol: float = 1e-4) -> tuple[Tensor, Tensor]:
+def nnls_omp_blocks(
+    K: Tensor, budgets: Tensor, *, tol: float = 1e-4, ridge: float = 0.0
+) -> tuple[Tensor, Tensor]:
     """OMP-NNLS on every block of ``K`` [nb, m, m] (a Gram per block, 0 at padding) at once.
 
     Block b: atoms = its rows, target = their sum, at most ``budgets[b]`` atoms; stops when the
     relative residual reaches ``tol`` or no atom correlates positively with the residual.
+    ``ridge`` adds ``ridge * ||w_b||^2`` to every block's objective (in the units of ``K``).
     Returns the supports [nb, kmax] (positions into the block, -1 = none) and their weights
     (float64, > 0 on the support).
     """
+    ridge = check_ridge(ridge)
     nb, m = int(K.shape[0]), int(K.shape[1])
     kmax = int(budgets.max()) if nb else 0
     dev, dt = K.device, K.dtype
@@ -537,12 +565,14 @@ def nnls_omp_blocks(K: Tensor, budgets: Tensor, *, tol: float = 1e-4) -> tuple[T
         rows=K.new_zeros((nb, kmax, m)),
         excluded=~(K.diagonal(dim1=1, dim2=2) > 0),  # padding and zero gradients
         dep_tol=1e-10 if dt == _F64 else 1e-5,
+        ridge=ridge,
     )
     ctol = 10 * torch.finfo(dt).eps * b.abs().amax(1)
     live = (budgets > 0) & (tn2 > 0)
     for _ in range(3 * kmax + 30):  # Lawson-Hanson ends far sooner; a guard against cycling
         cmax, j = st.correlations().max(1)
-        r2 = tn2 - (st.w * b.gather(1, st.S.clamp(min=0))).sum(1)
+        # ||A_S^T w - t||^2 at the support's optimum, where w^T G w = w.b - ridge ||w||^2
+        r2 = tn2 - (st.w * b.gather(1, st.S.clamp(min=0))).sum(1) - ridge * st.w.square().sum(1)
         live &= (cmax > ctol) & ((st.S >= 0).sum(1) < budgets) & (r2 > tol * tol * tn2)
         L = torch.nonzero(live)[:, 0]
         if not L.numel():

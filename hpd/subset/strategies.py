@@ -4,7 +4,8 @@ Owns ``select`` (per-sample: ``random``, ``gradmatch``, ``craig``; per class whe
 given, budgets split by ``blocks.apportion``), ``select_batches`` (per-batch: atoms are
 mini-batch gradient sums) and ``budget``. Convention: ``sum_i weights_i * grads[indices_i]``
 approximates ``sum_j grads_j``, the full-data gradient; indices are returned sorted, never
-repeated, and refer to the rows of ``grads``. Deterministic for a seed.
+repeated, and refer to the rows of ``grads``. Deterministic for a seed. Only GRAD-MATCH takes
+a ``ridge`` (its regularisation coefficient ``lam``); the other strategies refuse a nonzero one.
 
 GRAD-MATCH's NNLS optimum often needs fewer atoms than the budget (no atom correlates
 positively with the residual any more; more atoms cannot improve the match). The rest is
@@ -45,6 +46,7 @@ from hpd.subset.blocks import apportion
 from hpd.subset.craig import craig
 from hpd.subset.gradmatch import gradmatch
 from hpd.subset.kernels import GradKernel, as_kernel
+from hpd.subset.omp import check_ridge
 
 Strategy = Literal["random", "gradmatch", "craig"]
 STRATEGIES: tuple[str, ...] = ("random", "gradmatch", "craig")
@@ -98,6 +100,7 @@ def select(
     tol: float = 1e-4,
     fill_weight: float = 1.0,
     max_block: int = 256,
+    ridge: float = 0.0,
 ) -> tuple[IntArray, FloatArray]:
     """Pick ``ceil(fraction * n)`` rows of ``grads`` and weights for them.
 
@@ -110,10 +113,13 @@ def select(
     ``max_block``: CRAIG and GRAD-MATCH split larger groups into blocks of nearby rows, at most
     about this many each (raised where a group's budget needs bigger blocks; see
     ``hpd.subset.craig`` and ``hpd.subset.gradmatch``).
+    ``ridge``: GRAD-MATCH's regularisation coefficient (CORDS's ``lam``), ``ridge * ||w||^2``
+    added to OMP-NNLS's objective; a finite number >= 0 in the units of the gradient Gram
+    matrix (those of ``||g_i||^2``, so it depends on how ``grads`` are scaled). Other
+    strategies refuse a nonzero one.
     Returns ``(indices, weights)``: sorted int64 row indices and float64 weights.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    _check_strategy(strategy, ridge)
     n = _num_rows(grads)
     k = budget(fraction, n)
     groups = _groups(n, labels)
@@ -127,9 +133,18 @@ def select(
         rngs = [_rng(seed, gi) for gi in range(len(groups))]
         parts = gradmatch(
             kernel, groups, quotas, rngs, tol=tol, fill_weight=fill_weight,
-            max_block=max_block, seed=_torch_seed(seed),
+            max_block=max_block, seed=_torch_seed(seed), ridge=ridge,
         )  # fmt: skip
     return _sorted([p for p, _ in parts], [w.astype(np.float64) for _, w in parts])
+
+
+def _check_strategy(strategy: str, ridge: float) -> None:
+    """A known strategy, and a valid ridge that only GRAD-MATCH may set (a silently ignored
+    one would make a searched ``lam`` look like it had no effect)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    if check_ridge(ridge) != 0.0 and strategy != "gradmatch":
+        raise ValueError(f"ridge={ridge!r} applies to strategy 'gradmatch' only, not {strategy!r}")
 
 
 def _random(groups: list[IntArray], quotas: list[int], seed: int) -> tuple[IntArray, FloatArray]:
@@ -154,15 +169,17 @@ def select_batches(
     seed: int = 0,
     tol: float = 1e-4,
     fill_weight: float = 1.0,
+    ridge: float = 0.0,
 ) -> tuple[IntArray, FloatArray]:
     """Pick ``ceil(fraction * len(batches))`` whole batches (GRAD-MATCH-PB and friends).
 
     ``batches``: index arrays into the rows of ``grads``. The atoms are the batches' gradient
     sums, so ``sum_b weights_b * sum_{i in batches[b]} g_i`` approximates ``sum_j g_j`` when the
-    batches partition the rows. Returns sorted batch positions and their weights.
+    batches partition the rows. ``ridge``: as for ``select``, but the Gram is that of the
+    batch sums (its scale grows with the batch size). Returns sorted batch positions and their
+    weights.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    _check_strategy(strategy, ridge)
     nb = len(batches)
     k = budget(fraction, nb)
     rng = _rng(seed, 1 << 20)
@@ -173,7 +190,7 @@ def select_batches(
     every = [np.arange(nb, dtype=np.int64)]
     if strategy == "gradmatch":  # batches are few: whole-set OMP, no blocks
         pos, w = gradmatch(atoms, every, [k], [rng], tol=tol, fill_weight=fill_weight,
-                           max_block=nb)[0]  # fmt: skip
+                           max_block=nb, ridge=ridge)[0]  # fmt: skip
     else:  # one block: plain greedy facility location
         pos, w = craig(atoms, every, [k], max_block=nb)[0]
     return _sorted([pos], [w])

@@ -43,3 +43,23 @@ def softmax_features() -> GradFeatures:
     x, y = clustered_data()
     model = trained_softmax(x, y)
     return last_layer_features(model, torch.utils.data.TensorDataset(x, y))
+
+
+@pytest.fixture
+def solver_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    """GRAD-MATCH's calls to the OMP solvers, as (solver, ridge) pairs; the solvers still run."""
+    import hpd.subset.gradmatch as gm
+
+    calls: list[tuple[str, object]] = []
+    real = {"nnls_omp": gm.nnls_omp, "nnls_omp_blocks": gm.nnls_omp_blocks}
+
+    def spy(name: str) -> object:
+        def call(*args: object, **kwargs: object) -> object:
+            calls.append((name, kwargs.get("ridge")))
+            return real[name](*args, **kwargs)  # type: ignore[operator]
+
+        return call
+
+    for name in real:
+        monkeypatch.setattr(gm, name, spy(name))
+    return calls

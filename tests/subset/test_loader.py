@@ -206,3 +206,70 @@ def test_importing_hpd_subset_does_not_import_torch() -> None:
     code = "import sys, hpd, hpd.subset; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- ridge (GRAD-MATCH's regularisation) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "solver"),
+    [
+        (dict(fraction=0.1), "nnls_omp"),  # 10 of each 100-sample class: whole classes
+        (dict(fraction=0.5, max_block=32), "nnls_omp_blocks"),  # 50 per class: blocks of 64
+        (dict(fraction=0.125, per_batch=True), "nnls_omp"),  # batches: whole-set OMP
+    ],
+    ids=["whole classes", "blocked classes", "per batch"],
+)
+def test_ridge_reaches_every_gradmatch_selection(kw: dict, solver: str, solver_calls) -> None:
+    """``SubsetLoader(ridge=)`` reaches the solver of each GRAD-MATCH path (and not the random
+    first round, which would refuse it), and changes the selection's weights."""
+    ds, model = _dataset()
+    common = dict(strategy="gradmatch", select_every=1, model=model, batch_size=20, seed=5)
+    ridge = 1e4
+    runs = {}
+    for r in (0.0, ridge):
+        loader = SubsetLoader(ds, ridge=r, **common, **kw)
+        _epoch(loader)  # epoch 0: stratified random, no solver
+        assert solver_calls == []
+        _epoch(loader)
+        assert {name for name, _ in solver_calls} == {solver}
+        assert {rr for _, rr in solver_calls} == {r}
+        solver_calls.clear()
+        runs[r] = (loader.indices, loader.weights)
+    assert len(runs[ridge][0]) == len(runs[0.0][0])
+    assert not np.allclose(runs[ridge][1], runs[0.0][1])
+    assert (runs[ridge][1] >= 0).all()
+    if not kw.get("per_batch"):  # exactly select()'s result, as without a ridge
+        feats = last_layer_features(model, ds)
+        want, w = select(
+            "gradmatch", feats, kw["fraction"], labels=feats.labels, seed=_seed(5, 1, 1),
+            max_block=kw.get("max_block", 256), ridge=ridge,
+        )  # fmt: skip
+        np.testing.assert_array_equal(runs[ridge][0], want)
+        np.testing.assert_allclose(runs[ridge][1], w * len(w) / w.sum(), rtol=1e-5)
+
+
+def test_ridge_bad_arguments() -> None:
+    ds, model = _dataset(n_per_class=10)
+    base = dict(fraction=0.5, select_every=1, batch_size=4, model=model)
+    for bad in (-0.5, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="ridge must be"):
+            SubsetLoader(ds, strategy="gradmatch", ridge=bad, **base)
+    for strategy in ("random", "craig", "none"):
+        with pytest.raises(ValueError, match=f"ridge.*{strategy!r}"):
+            SubsetLoader(ds, strategy=strategy, ridge=1.0, **base)
+        assert SubsetLoader(ds, strategy=strategy, ridge=0.0, **base).ridge == 0.0
+    assert SubsetLoader(ds, strategy="gradmatch_pb", ridge=2, **base).ridge == 2.0
+
+
+def test_subset_study_passes_lam_as_ridge_to_gradmatch_only() -> None:
+    """The study's trial hands its sampled ``lam`` to GRAD-MATCH's loader, and to nothing else
+    (the full-data retraining keeps ``lam`` in its params but runs ``strategy = "none"``)."""
+    from examples.subset_study.train import _gradmatch_ridge
+
+    params = {"lr": 0.01, "lam": 0.37}
+    assert _gradmatch_ridge({"strategy": "gradmatch", "per_batch": True}, params) == {"ridge": 0.37}
+    assert _gradmatch_ridge({"strategy": "gradmatch_pb"}, params) == {"ridge": 0.37}
+    for subset in ({"strategy": "none"}, {"strategy": "random"}, {}):
+        assert _gradmatch_ridge(subset, params) == {}
+    assert _gradmatch_ridge({"strategy": "gradmatch"}, {"lr": 0.01}) == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ torch = pytest.importorskip("torch")
 scipy_optimize = pytest.importorskip("scipy.optimize")
 
 from hpd.subset import DenseGrads, match_error  # noqa: E402
-from hpd.subset.omp import _State, nnls_omp, nnls_omp_blocks  # noqa: E402
+from hpd.subset.omp import _State, check_ridge, nnls_omp, nnls_omp_blocks  # noqa: E402
 
 
 def _objective(
@@ -175,3 +176,168 @@ def test_blocks_solver_skips_dependent_atoms_and_stops_at_tol() -> None:
     loose = nnls_omp_blocks(_block_grams([B]), torch.tensor([30]), tol=0.5)[0]
     tight = nnls_omp_blocks(_block_grams([B]), torch.tensor([30]), tol=0.0)[0]
     assert 0 < int((loose >= 0).sum()) < int((tight >= 0).sum())
+
+
+# -- ridge (GRAD-MATCH's regularisation) -------------------------------------------------------
+
+
+def _ridged_nnls(A: np.ndarray, t: np.ndarray, ridge: float) -> np.ndarray:
+    """Oracle: min_{w >= 0} ||A^T w - t||^2 + ridge ||w||^2 as plain NNLS on the augmented
+    system [A^T; sqrt(ridge) I] w = [t; 0] (unique: the objective is strictly convex)."""
+    n = A.shape[0]
+    M = np.vstack([A.T, math.sqrt(ridge) * np.eye(n)])
+    return scipy_optimize.nnls(M, np.concatenate([t, np.zeros(n)]))[0]
+
+
+def _dense(n: int, positions: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+    w = np.zeros(n)
+    w[positions.numpy()] = weights.numpy()
+    return w
+
+
+@pytest.mark.parametrize("ridge", [0.3, 5.0, 200.0])
+@pytest.mark.parametrize(("block", "gram_bytes"), [(1, 1 << 28), (4, 1 << 28), (1, 0)])
+def test_unbounded_k_with_ridge_equals_ridged_nnls(
+    ridge: float, block: int, gram_bytes: int
+) -> None:
+    """With k >= n and tol = 0, ``nnls_omp(ridge=)`` is the ridged NNLS optimum, whether the
+    Gram rows are cached or not and whatever the block size."""
+    rng = np.random.default_rng(20)
+    A = rng.standard_normal((40, 15)) + 0.3
+    t = A.sum(0)
+    res = nnls_omp(DenseGrads(torch.from_numpy(A)), 40, tol=0.0, ridge=ridge, block=block,
+                   gram_bytes=gram_bytes)  # fmt: skip
+    want = _ridged_nnls(A, t, ridge)
+    np.testing.assert_allclose(_dense(40, res.positions, res.weights), want, atol=1e-9, rtol=1e-7)
+    assert (res.weights > 0).all()
+    match = np.linalg.norm(want @ A - t) / np.linalg.norm(t)
+    assert res.residual == pytest.approx(match, rel=1e-7)  # the match alone, no ridge term
+
+
+def test_ridged_weights_solve_the_ridged_problem_on_the_support() -> None:
+    """With a bounded k, the weights are the ridged NNLS weights of the returned support."""
+    rng = np.random.default_rng(21)
+    A = np.abs(rng.standard_normal((80, 30)))
+    res = nnls_omp(DenseGrads(torch.from_numpy(A)), 10, tol=0.0, ridge=50.0)
+    S = res.positions.numpy()
+    assert len(S) == 10
+    np.testing.assert_allclose(res.weights.numpy(), _ridged_nnls(A[S], A.sum(0), 50.0), rtol=1e-8)
+
+
+def test_blocks_solver_with_ridge_equals_exact_omp_per_block() -> None:
+    """``nnls_omp_blocks(ridge=)`` = ``nnls_omp(block=1, ridge=)`` on each block; with budget
+    >= the block size, the ridged NNLS optimum."""
+    rng = np.random.default_rng(22)
+    As = [np.abs(rng.standard_normal((n, 12))) + 0.5 * rng.standard_normal((n, 12)) for n in
+          (40, 25, 33)]  # fmt: skip
+    budgets = torch.tensor([5, 12, 33])
+    ridge = 7.0
+    S, w = nnls_omp_blocks(_block_grams(As), budgets, tol=0.0, ridge=ridge)
+    for b, A in enumerate(As):
+        ref = nnls_omp(
+            DenseGrads(torch.from_numpy(A)), int(budgets[b]), tol=0.0, block=1, ridge=ridge
+        )
+        on = S[b] >= 0
+        got = dict(zip(S[b][on].tolist(), w[b][on].tolist(), strict=True))
+        want = dict(zip(ref.positions.tolist(), ref.weights.tolist(), strict=True))
+        assert got.keys() == want.keys()
+        np.testing.assert_allclose([got[i] for i in want], list(want.values()), rtol=1e-7)
+        assert (w[b][on] > 0).all() and not w[b][~on].any()
+    on = S[2] >= 0
+    dense = np.zeros(33)
+    dense[S[2][on].numpy()] = w[2][on].numpy()
+    np.testing.assert_allclose(dense, _ridged_nnls(As[2], As[2].sum(0), ridge), atol=1e-9)
+
+
+def test_blocks_solver_with_ridge_stops_as_soon_as_the_match_reaches_tol() -> None:
+    """The ``tol`` stop measures the match alone: with a ridge the solver stops at the first
+    support size whose relative residual ``||A_S^T w - t|| / ||t||`` is <= tol (not later, as
+    it would if the ridge term were counted as residual)."""
+    rng = np.random.default_rng(25)
+    A = np.abs(rng.standard_normal((30, 40))) + 0.3 * rng.standard_normal((30, 40))
+    K, t = _block_grams([A]), A.sum(0)
+    ridge = float(np.square(A).sum(1).mean())
+
+    def run(budget: int, tol: float) -> tuple[int, float]:
+        S, w = nnls_omp_blocks(K, torch.tensor([budget]), tol=tol, ridge=ridge)
+        on = S[0] >= 0
+        approx = w[0][on].numpy() @ A[S[0][on].numpy()]
+        return int(on.sum()), float(np.linalg.norm(approx - t) / np.linalg.norm(t))
+
+    path = [run(c, 0.0) for c in range(1, 31)]
+    assert [size for size, _ in path] == list(range(1, 31))  # no back-tracking here
+    for tol in (0.3, 0.2, 0.1):
+        first = next(size for size, r in path if r <= tol)
+        size, r = run(30, tol)
+        assert size == first
+        assert r == pytest.approx(path[first - 1][1], rel=1e-9)
+
+
+def test_ridge_zero_is_the_unridged_solver() -> None:
+    """``ridge=0`` changes nothing: the same supports and bit-identical weights as no ridge."""
+    rng = np.random.default_rng(23)
+    A = rng.standard_normal((60, 20))
+    kern = DenseGrads(torch.from_numpy(A))
+    for block in (1, 4):
+        a = nnls_omp(kern, 15, tol=0.0, block=block)
+        b = nnls_omp(kern, 15, tol=0.0, block=block, ridge=0.0)
+        assert a.positions.tolist() == b.positions.tolist()
+        assert torch.equal(a.weights, b.weights) and a.residual == b.residual
+    K, budgets = _block_grams([A[:30], A[30:]]), torch.tensor([8, 30])
+    Sa, wa = nnls_omp_blocks(K, budgets, tol=0.0)
+    Sb, wb = nnls_omp_blocks(K, budgets, tol=0.0, ridge=0.0)
+    assert torch.equal(Sa, Sb) and torch.equal(wa, wb)
+
+
+def test_large_ridge_shrinks_the_weights() -> None:
+    """A ridge bounds the weights by ``||b_S|| / ridge`` (b = correlations with the target):
+    a large one shrinks them far below the unridged ones, which stay positive; and on the
+    unbounded problem the weights' norm never grows with the ridge."""
+    rng = np.random.default_rng(24)
+    A = np.abs(rng.standard_normal((80, 30))) + 0.2 * rng.standard_normal((80, 30))
+    kern = DenseGrads(torch.from_numpy(A))
+    b = A @ A.sum(0)
+    big = 100.0 * float(np.square(A).sum(1).max())
+    for block in (1, 4):
+        plain = nnls_omp(kern, 10, tol=0.0, block=block)
+        ridged = nnls_omp(kern, 10, tol=0.0, block=block, ridge=big)
+        bound = np.linalg.norm(b[ridged.positions.numpy()]) / big
+        assert float(ridged.weights.norm()) <= bound * (1 + 1e-9)
+        assert float(ridged.weights.norm()) < 0.2 * float(plain.weights.norm())
+        assert (ridged.weights > 0).all()
+        assert ridged.residual > plain.residual  # the match pays for the smaller weights
+    norms = [float(nnls_omp(kern, 80, tol=0.0, ridge=r).weights.norm()) for r in
+             (0.0, 1.0, 10.0, 100.0, big)]  # fmt: skip
+    assert all(b2 <= a2 * (1 + 1e-9) for a2, b2 in itertools.pairwise(norms))
+    K, budgets = _block_grams([A[:40], A[40:]]), torch.tensor([10, 10])
+    w0 = nnls_omp_blocks(K, budgets, tol=0.0)[1]
+    S1, w1 = nnls_omp_blocks(K, budgets, tol=0.0, ridge=big)
+    for blk, rows in enumerate((A[:40], A[40:])):
+        on = S1[blk] >= 0
+        bound = np.linalg.norm((rows @ rows.sum(0))[S1[blk][on].numpy()]) / big
+        assert float(w1[blk].norm()) <= bound * (1 + 1e-9)
+        assert float(w1[blk].norm()) < 0.2 * float(w0[blk].norm())
+        assert (w1[blk][on] > 0).all() and not w1[blk][~on].any()
+
+
+BAD_RIDGES = [-1.0, -1e-300, math.nan, math.inf, -math.inf, True, False, np.bool_(True), "1",
+              None, torch.tensor(1.0)]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", BAD_RIDGES, ids=repr)
+def test_invalid_ridge_is_refused(bad: object) -> None:
+    kern = DenseGrads(torch.eye(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="ridge"):
+        check_ridge(bad)
+    with pytest.raises(ValueError, match="ridge"):
+        nnls_omp(kern, 2, ridge=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ridge"):
+        nnls_omp_blocks(torch.eye(3)[None], torch.tensor([2]), ridge=bad)  # type: ignore[arg-type]
+
+
+def test_valid_ridge_values_are_accepted() -> None:
+    assert check_ridge(0) == 0.0
+    assert check_ridge(2) == 2.0
+    assert check_ridge(np.float32(0.5)) == 0.5
+    assert check_ridge(np.float64(1e300)) == 1e300
+    assert isinstance(check_ridge(np.int64(3)), float)

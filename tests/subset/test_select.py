@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -180,3 +181,84 @@ def test_blocked_gradmatch_fills_short_blocks() -> None:
     fill = np.isclose(w, 1200 / 300)
     assert 0 < fill.sum() < 300
     assert match_error(A, idx, w) < 0.2
+
+
+# -- ridge (GRAD-MATCH's regularisation) -------------------------------------------------------
+
+# path -> (the solver it must call, its fraction, max_block); 6 classes of 300 samples
+RIDGE_PATHS = {
+    "blocked classes": ("nnls_omp_blocks", 0.2, 64),  # 60 per class: blocks of 160
+    "whole classes": ("nnls_omp", 0.05, 1800),  # blocks larger than a class
+    "per batch": ("nnls_omp", 0.1, 0),  # 90 batches of 20, whole-set OMP
+}
+
+
+def _batches(n: int) -> list[np.ndarray]:
+    perm = np.random.default_rng(0).permutation(n)
+    return [perm[i : i + 20] for i in range(0, n, 20)]
+
+
+def _gradmatch(F: Any, path: str, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    """GRAD-MATCH on ``path``: ``select`` per class or ``select_batches`` (batches of 20)."""
+    _, frac, max_block = RIDGE_PATHS[path]
+    if path == "per batch":
+        return select_batches("gradmatch", F, _batches(F.n), frac, seed=4, **kw)
+    return select("gradmatch", F, frac, labels=F.labels, seed=4, max_block=max_block, **kw)
+
+
+@pytest.mark.parametrize("path", RIDGE_PATHS)
+def test_ridge_zero_keeps_the_selection(path: str, softmax_features, solver_calls) -> None:
+    """``ridge=0`` gives exactly the unridged selection and weights on every GRAD-MATCH path."""
+    idx, w = _gradmatch(softmax_features, path, ridge=0.0)
+    plain_idx, plain_w = _gradmatch(softmax_features, path)
+    np.testing.assert_array_equal(idx, plain_idx)
+    np.testing.assert_array_equal(w, plain_w)
+    assert {name for name, _ in solver_calls} == {RIDGE_PATHS[path][0]}
+    assert {r for _, r in solver_calls} == {0.0}
+
+
+@pytest.mark.parametrize("path", RIDGE_PATHS)
+def test_large_ridge_shrinks_gradmatch_weights(path: str, softmax_features, solver_calls) -> None:
+    """A ridge reaches the path's solver and shrinks the chosen weights (no fill weights here:
+    ``fill_weight=0``), which stay >= 0; the match gets worse for it, the budget is kept."""
+    F = softmax_features
+    mean_g2 = float(F.materialize().double().square().sum(1).mean())
+    # per batch, the atoms are sums of 20 gradients: a Gram about 20-400 times larger
+    big = (4000.0 if path == "per batch" else 10.0) * mean_g2
+    i0, w0 = _gradmatch(F, path, fill_weight=0.0)
+    solver_calls.clear()
+    i1, w1 = _gradmatch(F, path, fill_weight=0.0, ridge=big)
+    assert {name for name, _ in solver_calls} == {RIDGE_PATHS[path][0]}
+    assert {r for _, r in solver_calls} == {big}
+    assert len(i1) == len(i0) == len(np.unique(i1))
+    assert (w1 >= 0).all() and (w1 > 0).any()
+    assert np.linalg.norm(w1) < 0.5 * np.linalg.norm(w0)
+    atoms = F.batch_sums(_batches(F.n)) if path == "per batch" else F
+    assert match_error(atoms, i1, w1) > match_error(atoms, i0, w0)
+    again = _gradmatch(F, path, fill_weight=0.0, ridge=big)
+    np.testing.assert_array_equal(again[0], i1)
+    np.testing.assert_array_equal(again[1], w1)
+
+
+@pytest.mark.parametrize("strategy", ["random", "craig"])
+def test_nonzero_ridge_is_gradmatch_only(strategy: str, softmax_features) -> None:
+    F = softmax_features
+    batches = [np.arange(i, i + 20) for i in range(0, F.n, 20)]
+    with pytest.raises(ValueError, match=f"ridge.*{strategy!r}"):
+        select(strategy, F, 0.1, labels=F.labels, ridge=1.0)
+    with pytest.raises(ValueError, match=f"ridge.*{strategy!r}"):
+        select_batches(strategy, F, batches, 0.1, ridge=1.0)
+    a = select(strategy, F, 0.1, labels=F.labels, ridge=0.0)
+    b = select(strategy, F, 0.1, labels=F.labels)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert len(select_batches(strategy, F, batches, 0.1, ridge=0)[0]) == budget(0.1, len(batches))
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, np.bool_(False), "0"])
+@pytest.mark.parametrize("strategy", ["gradmatch", "random", "craig"])
+def test_invalid_ridge_is_refused_by_select(bad: object, strategy: str, softmax_features) -> None:
+    F = softmax_features
+    with pytest.raises(ValueError, match="ridge must be"):
+        select(strategy, F, 0.1, labels=F.labels, ridge=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ridge must be"):
+        select_batches(strategy, F, [np.arange(10)], 0.5, ridge=bad)  # type: ignore[arg-type]
