@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,14 +149,7 @@ def test_blocks_solver_equals_exact_omp_per_block() -> None:
           (40, 25, 40, 33, 7)]  # fmt: skip
     budgets = torch.tensor([3, 8, 15, 40, 7])
     S, w = nnls_omp_blocks(_block_grams(As), budgets, tol=0.0)
-    for b, A in enumerate(As):
-        ref = nnls_omp(DenseGrads(torch.from_numpy(A)), int(budgets[b]), tol=0.0, block=1)
-        on = S[b] >= 0
-        got = dict(zip(S[b][on].tolist(), w[b][on].tolist(), strict=True))
-        want = dict(zip(ref.positions.tolist(), ref.weights.tolist(), strict=True))
-        assert got.keys() == want.keys()
-        np.testing.assert_allclose([got[i] for i in want], list(want.values()), rtol=1e-7)
-        assert (w[b][on] > 0).all() and not w[b][~on].any()
+    _assert_blocks_match_nnls_omp(As, budgets, S, w)
     t = As[3].sum(0)  # budget >= n: the unconstrained NNLS optimum
     _, best = scipy_optimize.nnls(As[3].T, t)
     on = S[3] >= 0
@@ -233,16 +227,7 @@ def test_blocks_solver_with_ridge_equals_exact_omp_per_block() -> None:
     budgets = torch.tensor([5, 12, 33])
     ridge = 7.0
     S, w = nnls_omp_blocks(_block_grams(As), budgets, tol=0.0, ridge=ridge)
-    for b, A in enumerate(As):
-        ref = nnls_omp(
-            DenseGrads(torch.from_numpy(A)), int(budgets[b]), tol=0.0, block=1, ridge=ridge
-        )
-        on = S[b] >= 0
-        got = dict(zip(S[b][on].tolist(), w[b][on].tolist(), strict=True))
-        want = dict(zip(ref.positions.tolist(), ref.weights.tolist(), strict=True))
-        assert got.keys() == want.keys()
-        np.testing.assert_allclose([got[i] for i in want], list(want.values()), rtol=1e-7)
-        assert (w[b][on] > 0).all() and not w[b][~on].any()
+    _assert_blocks_match_nnls_omp(As, budgets, S, w, ridge=ridge)
     on = S[2] >= 0
     dense = np.zeros(33)
     dense[S[2][on].numpy()] = w[2][on].numpy()
@@ -341,3 +326,19 @@ def test_valid_ridge_values_are_accepted() -> None:
     assert check_ridge(np.float32(0.5)) == 0.5
     assert check_ridge(np.float64(1e300)) == 1e300
     assert isinstance(check_ridge(np.int64(3)), float)
+
+
+def _assert_blocks_match_nnls_omp(
+    As: Any, budgets: Any, S: Any, w: Any, ridge: float = 0.0
+) -> None:
+    """Each block's support and weights equal nnls_omp's (one atom at a time) on that block."""
+    for b, A in enumerate(As):
+        ref = nnls_omp(
+            DenseGrads(torch.from_numpy(A)), int(budgets[b]), tol=0.0, block=1, ridge=ridge
+        )
+        on = S[b] >= 0
+        got = dict(zip(S[b][on].tolist(), w[b][on].tolist(), strict=True))
+        want = dict(zip(ref.positions.tolist(), ref.weights.tolist(), strict=True))
+        assert got.keys() == want.keys()
+        np.testing.assert_allclose([got[i] for i in want], list(want.values()), rtol=1e-7)
+        assert (w[b][on] > 0).all() and not w[b][~on].any()
