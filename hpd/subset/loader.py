@@ -31,8 +31,13 @@ from torch import nn
 
 from hpd.subset.data import dataset_labels, fetch_batches, unwrap
 from hpd.subset.features import last_layer_features, model_device
-from hpd.subset.omp import check_ridge
-from hpd.subset.strategies import STRATEGIES, budget, select, select_batches
+from hpd.subset.strategies import (
+    STRATEGIES,
+    budget,
+    check_ridge_for,
+    select,
+    select_batches,
+)
 
 Tensor = torch.Tensor
 
@@ -119,12 +124,8 @@ class SubsetLoader:
         max_block: int = 256,
         ridge: float = 0.0,
     ) -> None:
-        ridge = check_ridge(ridge)
-        if ridge and strategy not in ("gradmatch", "gradmatch_pb"):
-            # before "none" becomes "random", so the error names what the caller asked for
-            raise ValueError(
-                f"ridge={ridge!r} applies to strategy 'gradmatch' only, not {strategy!r}"
-            )
+        # before "none" becomes "random", so the error names what the caller asked for
+        ridge = check_ridge_for(strategy, ridge, gradmatch=("gradmatch", "gradmatch_pb"))
         if strategy == "gradmatch_pb":
             strategy, per_batch = "gradmatch", True
         # "none" (the spec's default): every sample at weight 1, so one training script serves

@@ -139,12 +139,20 @@ def select(
 
 
 def _check_strategy(strategy: str, ridge: float) -> None:
-    """A known strategy, and a valid ridge that only GRAD-MATCH may set (a silently ignored
-    one would make a searched ``lam`` look like it had no effect)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
-    if check_ridge(ridge) != 0.0 and strategy != "gradmatch":
+    check_ridge_for(strategy, ridge)
+
+
+def check_ridge_for(
+    strategy: str, ridge: object, gradmatch: tuple[str, ...] = ("gradmatch",)
+) -> float:
+    """``ridge`` validated, and refused unless ``strategy`` is one of ``gradmatch`` (a
+    silently ignored one would make a searched ``lam`` look like it had no effect)."""
+    value = check_ridge(ridge)
+    if value != 0.0 and strategy not in gradmatch:
         raise ValueError(f"ridge={ridge!r} applies to strategy 'gradmatch' only, not {strategy!r}")
+    return value
 
 
 def _random(groups: list[IntArray], quotas: list[int], seed: int) -> tuple[IntArray, FloatArray]:
