@@ -42,6 +42,7 @@ from hpd.reports import TrialOps
 from hpd.server import Server
 from hpd.spec import parse_spec
 from hpd.store import (
+    INLINE,
     LADDER_EVENTS,
     AttemptIn,
     AttemptUpdate,
@@ -411,8 +412,10 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         self.s.running[t.id] = run
         log = self.layout.trial_log(exp.id, t.id)
         ckpt_dir = self.layout.checkpoint_dir(exp.id, t.id)
-        launch = self._launch_spec(exp, t, attempt, lease, log, str(ckpt_dir))
         try:
+            if t.ckpt_path == INLINE and t.ckpt_data is None:  # registered before a restart
+                await self._read_inline_state(t)
+            launch = self._launch_spec(exp, t, attempt, lease, log, str(ckpt_dir))
             if t.attempts == 0 and not exp.spec.entrypoint:
                 # A command's log is opened here; a warm worker makes its trial's dir itself,
                 # off the daemon's loop (mkdir costs ~0.3 ms on some filesystems).
@@ -433,6 +436,13 @@ class Daemon(ControlOps, QueryOps, TrialOps):
             exp.ladder.apply(nxt.ladder_event)
         exp.trials[t.idx] = t
         run.task = asyncio.create_task(self._run_segment(run, launch, worker), name=f"trial:{t.id}")
+
+    async def _read_inline_state(self, t: Trial) -> None:
+        t.ckpt_data = await self.store.inline_checkpoint(t.id)
+        if t.ckpt_data is None:  # only a hand-edited database gets here
+            # Starting over from epoch 1 is slower but right; refusing would stall the trial.
+            logger.error("trial %s: its inline checkpoint is missing; it starts over", t.id)
+            t.ckpt_path, t.ckpt_epoch = None, 0
 
     async def _commit_start(
         self,
@@ -585,14 +595,16 @@ class Daemon(ControlOps, QueryOps, TrialOps):
     async def _commit(self, label: str, ops: Sequence[Op]) -> None:
         """Commit the deferred writes, then ``ops``, in one transaction. Call under the mutex.
 
-        A segment's end is deferred: its result is already durable in the metrics table (it
-        came with the checkpoint or the final reports), and no decision that used it can be
-        durable without it. So a kill before this commit only means recovery finds the trial
-        still running at that rung and resumes it from its last registered checkpoint: one
-        taken at the rung's epoch leaves nothing to run and the reported result is read back
-        (``_reported_result``); an older one runs the missing epochs again. Writing the end
-        with the decision that follows it saves one fsync per segment, and keeps the event log
-        in the order the ladder saw: every decision comes after the results it depended on.
+        A segment's end is deferred: its result is in the metrics table (it came with the
+        checkpoint or the final reports), or rides in this same transaction (a warm worker's
+        answer carries the last reports and an inline checkpoint: ``_end_of_segment``), and
+        no decision that used it can be durable without it. So a kill before this commit
+        only means recovery finds the trial still running at that rung and resumes it from
+        its last registered checkpoint: one taken at the rung's epoch leaves nothing to run
+        and the reported result is read back (``_reported_result``); an older one runs the
+        missing epochs again. Writing the end with the decision that follows it saves one
+        fsync per segment, and keeps the event log in the order the ladder saw: every
+        decision comes after the results it depended on.
         """
         taken, self._deferred = self._deferred, []
         labels = [lb for lb, _ in taken] + ([label] if label else [])
@@ -614,6 +626,11 @@ class Daemon(ControlOps, QueryOps, TrialOps):
     async def _segment_ended(self, run: Running, out: Outcome) -> None:
         exp, t = run.exp, run.trial
         metric = exp.spec.metric
+        if out.end:
+            try:  # the answer's reports and checkpoint commit with what follows (``_commit``)
+                self._deferred.append(("checkpoint", self._end_of_segment(run, out.end)))
+            except HpdError as exc:
+                out = Outcome("crashed", f"the segment's answer was refused: {exc}")
         if out.status == "ok" and run.result is None and run.stop_reason is None:
             # Resumed from a checkpoint that already covers the rung's epoch (the daemon died
             # after the report was acknowledged, before the result was): nothing left to run.
@@ -682,6 +699,8 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         self._deferred.append(("result", ops))
         exp.ladder.apply(asha.ResultRecorded(t.idx, t.rung, value))
         t.state = state
+        if state != "paused":
+            t.ckpt_data = None  # never resumed again: the database keeps it, memory need not
 
     async def _interrupted(self, run: Running) -> None:
         exp, t = run.exp, run.trial

@@ -7,6 +7,7 @@ Pure apart from what it is handed: no I/O, no processes; the daemon persists the
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from typing import Any
 from hpd import asha, protocol
 from hpd.space import Sampler, make_sampler
 from hpd.spec import Spec, spec_to_dict
-from hpd.store import LADDER_EVENTS, EventRow, TrialRow
+from hpd.store import INLINE, LADDER_EVENTS, EventRow, TrialRow
+from hpd.trial import INLINE_MAX
 
 FINAL_TRIAL_STATES = frozenset({"completed", "failed", "stopped", "cancelled"})
 FINAL_EXPERIMENT_STATES = frozenset({"completed", "failed", "cancelled"})
@@ -33,8 +35,9 @@ class Trial:
     state: str
     rung: int
     target: int
-    ckpt_path: str | None = None
+    ckpt_path: str | None = None  # a directory, or store.INLINE
     ckpt_epoch: int = 0
+    ckpt_data: bytes | None = None  # an inline checkpoint's state, once read or registered
     attempts: int = 0
     restarts: int = 0
     epoch: int = 0
@@ -125,6 +128,8 @@ class Experiment:
 
     def segment(self, trial: Trial, attempt: int, checkpoint_dir: str) -> dict[str, Any]:
         """What a trial process is told about the segment it runs."""
+        inline = trial.ckpt_path == INLINE
+        assert not inline or trial.ckpt_data is not None, "read the inline state first"
         return {
             "experiment": self.id,
             "trial": trial.id,
@@ -136,9 +141,14 @@ class Experiment:
             "metric": self.spec.metric,
             "mode": self.spec.mode,
             "seed": self.spec.seed + trial.idx,
-            "checkpoint": trial.ckpt_path,
+            "checkpoint": None if inline else trial.ckpt_path,
+            "checkpoint_data": base64.b64encode(trial.ckpt_data or b"").decode()
+            if inline
+            else None,
             "checkpoint_epoch": trial.ckpt_epoch if trial.ckpt_path else 0,
             "checkpoint_dir": checkpoint_dir,
+            # Inline checkpoints only where the segment travels over a socket (warm workers).
+            "inline_max": INLINE_MAX if self.spec.entrypoint else 0,
             "subset": {
                 "strategy": self.spec.subset.strategy,
                 "fraction": self.spec.subset.fraction,

@@ -3,21 +3,34 @@
 Owns the rules for what a running trial may record: only its current attempt is heard (stale
 attempts are refused and never recorded), only epochs inside its segment, only numbers (NaN and
 inf kept explicitly as such), only checkpoint names the trial API generated for this attempt.
-Every accepted message is durable before it is acknowledged. A mixin of ``Daemon``.
+Every accepted message is durable before it is acknowledged. A warm worker's answer may carry
+the segment's last reports and an inline checkpoint (never acknowledged on their own): they are
+validated by the same rules and commit with the segment's result. A mixin of ``Daemon``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hpd import protocol
 from hpd.errors import HpdError, ProtocolError
 from hpd.paths import Layout
 from hpd.queries import as_int
-from hpd.store import Report, Store, TrialUpdate
-from hpd.trial import CHECKPOINT_NAME
+from hpd.store import (
+    INLINE,
+    CheckpointRegistered,
+    Op,
+    Report,
+    ReportsIn,
+    Store,
+    TrialUpdate,
+)
+from hpd.trial import CHECKPOINT_NAME, INLINE_MAX
 
 if TYPE_CHECKING:
     from hpd.daemon import DaemonState, Running
@@ -85,22 +98,58 @@ class TrialOps:
         return Report(run.trial.id, epoch, run.attempt, now, json.dumps(values))
 
     async def op_checkpoint(
-        self, trial: Any, attempt: Any, epoch: Any, name: Any, reports: Any = ()
+        self,
+        trial: Any,
+        attempt: Any,
+        epoch: Any,
+        name: Any = None,
+        reports: Any = (),
+        data: Any = None,
     ) -> dict[str, Any]:
         run = self._fenced(trial, attempt)
+        reg = self._registration(run, epoch, name, data)
+        parsed = self._parse_reports(run, list(reports or []))
+        await self.store.commit("checkpoint", [ReportsIn(tuple(parsed)), reg])
+        self._registered(run, reg)
+        self._reported(run, parsed)
+        return {"registered": True}
+
+    def _registration(self, run: Running, epoch: Any, name: Any, data: Any) -> CheckpointRegistered:
+        """A checkpoint the trial API wrote: a directory of this attempt, or an inline state."""
+        epoch = as_int(epoch, "epoch")
+        if not 1 <= epoch <= run.trial.target:
+            raise HpdError(f"epoch {epoch} is outside this segment (1..{run.trial.target})")
+        if (name is None) == (data is None):
+            raise HpdError("checkpoint: give exactly one of name (a directory) and data (inline)")
+        if data is not None:
+            return CheckpointRegistered(run.trial.id, epoch, data=_inline_state(data))
         m = CHECKPOINT_NAME.match(str(name))
         if m is None or int(m.group(2)) != run.attempt:
             raise HpdError(f"checkpoint name {name!r} was not generated for this attempt")
-        path = self.layout.checkpoint_dir(run.exp.id, run.trial.id) / str(name)
-        if not path.is_dir():
+        path = f"{self.layout.checkpoint_dir(run.exp.id, run.trial.id)}/{name}"
+        if not os.path.isdir(path):
             raise HpdError(f"checkpoint {name!r} does not exist in the trial's checkpoint dir")
-        epoch = as_int(epoch, "epoch")
-        parsed = self._parse_reports(run, list(reports or []))
-        update = TrialUpdate(run.trial.id, {"ckpt_path": str(path), "ckpt_epoch": epoch})
-        await self.store.commit_with_reports("checkpoint", parsed, [update])
-        run.trial.ckpt_path, run.trial.ckpt_epoch = str(path), epoch
+        return CheckpointRegistered(run.trial.id, epoch, path=path)
+
+    def _registered(self, run: Running, reg: CheckpointRegistered) -> None:
+        t = run.trial
+        t.ckpt_path = INLINE if reg.data is not None else reg.path
+        t.ckpt_epoch, t.ckpt_data = reg.epoch, reg.data
+
+    def _end_of_segment(self, run: Running, end: Mapping[str, Any]) -> list[Op]:
+        """What a warm worker's answer carried, validated like the calls it replaces and
+        applied in memory; the caller commits the ops with the segment's result."""
+        parsed = self._parse_reports(run, list(end.get("reports") or []))
+        ops: list[Op] = [ReportsIn(tuple(parsed))] if parsed else []
+        ckpt = end.get("checkpoint")
+        if ckpt is not None:
+            if not isinstance(ckpt, dict) or "data" not in ckpt:
+                raise HpdError("checkpoint: only an inline checkpoint rides with the answer")
+            reg = self._registration(run, ckpt.get("epoch"), None, ckpt["data"])
+            ops.append(reg)
+            self._registered(run, reg)
         self._reported(run, parsed)
-        return {"registered": True}
+        return ops
 
     async def op_timing(self, trial: Any, attempt: Any, timing: Any) -> dict[str, Any]:
         run = self._fenced(trial, attempt)
@@ -112,3 +161,12 @@ class TrialOps:
         await self.store.commit("timing", [TrialUpdate(run.trial.id, {"subset": text})])
         run.last_progress = self.clock()
         return {}
+
+
+def _inline_state(data: Any) -> bytes:
+    if not isinstance(data, str) or len(data) > (INLINE_MAX + 2) // 3 * 4:
+        raise HpdError(f"data: an inline checkpoint is base64 text of at most {INLINE_MAX} bytes")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise HpdError("data: not valid base64") from None

@@ -101,8 +101,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: per-trial run time (`run_s`) sums a trial's attempts
     ("CREATE INDEX attempts_by_trial ON attempts (trial_id)",),
+    # 3: small checkpoints kept in the database (trials.ckpt_path = INLINE points here)
+    (
+        """CREATE TABLE inline_checkpoints (
+            trial_id INTEGER PRIMARY KEY REFERENCES trials(id),
+            epoch INTEGER NOT NULL,
+            data BLOB NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# trials.ckpt_path of a checkpoint kept in ``inline_checkpoints`` (a directory's path is absolute).
+INLINE = "inline"
 
 # Event types that the ladder replays, in this order of seq, to rebuild its state.
 LADDER_EVENTS = ("trial_created", "promoted", "result", "trial_failed")
@@ -278,17 +289,6 @@ class Store:
 
     # -- reports: group commit ------------------------------------------------------------
 
-    async def commit_with_reports(
-        self, label: str, reports: Sequence[Report], ops: Sequence[Op]
-    ) -> None:
-        """Reports and other changes in one transaction (a checkpoint and the epochs before it)."""
-
-        def tx(conn: sqlite3.Connection) -> None:
-            _insert_reports(conn, batch=reports)
-            apply_ops(conn, ops=ops)
-
-        await self.write(label, tx)
-
     async def add_reports(self, reports: Sequence[Report]) -> None:
         """Persist epochs' metrics; returns once they are committed (possibly with others')."""
         await self.write("reports", functools.partial(_insert_reports, batch=reports))
@@ -387,6 +387,15 @@ class Store:
             ).fetchone()
         )
         return row[0] if row else None
+
+    async def inline_checkpoint(self, trial_id: int) -> bytes | None:
+        """The state of the trial's checkpoint kept in the database, if it has one."""
+        row = await self.read(
+            lambda c: c.execute(
+                "SELECT data FROM inline_checkpoints WHERE trial_id = ?", (trial_id,)
+            ).fetchone()
+        )
+        return bytes(row[0]) if row else None
 
     async def open_attempts(self) -> list[AttemptRow]:
         rows = await self.read(
@@ -563,6 +572,21 @@ class AttemptUpdate:
     values: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class ReportsIn:
+    reports: tuple[Report, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRegistered:
+    """The trial's latest checkpoint: a directory (``path``) or a state kept inline (``data``)."""
+
+    trial_id: int
+    epoch: int
+    path: str | None = None
+    data: bytes | None = None
+
+
 Op = (
     ExperimentIn
     | ExperimentState
@@ -573,6 +597,8 @@ Op = (
     | AttemptIn
     | AttemptUpdate
     | NewEvent
+    | ReportsIn
+    | CheckpointRegistered
 )
 
 
@@ -669,6 +695,23 @@ def _event_in(c: sqlite3.Connection, op: Any) -> None:
     insert_event(c, op)
 
 
+def _checkpoint(c: sqlite3.Connection, op: Any) -> None:
+    if op.data is not None:
+        c.execute(
+            "INSERT OR REPLACE INTO inline_checkpoints (trial_id, epoch, data) VALUES (?,?,?)",
+            (op.trial_id, op.epoch, op.data),
+        )
+        path = INLINE
+    else:
+        # The state moved to a directory: a stale inline copy must never be resumed from.
+        c.execute("DELETE FROM inline_checkpoints WHERE trial_id = ?", (op.trial_id,))
+        path = op.path
+    c.execute(
+        "UPDATE trials SET ckpt_path = ?, ckpt_epoch = ? WHERE id = ?",
+        (path, op.epoch, op.trial_id),
+    )
+
+
 _APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
     ExperimentIn: _exp_in,
     ExperimentState: _exp_state,
@@ -679,6 +722,8 @@ _APPLY: dict[type, Callable[[sqlite3.Connection, Any], None]] = {
     AttemptIn: _attempt_in,
     AttemptUpdate: lambda c, op: _update(c, "attempts", ATTEMPT_COLUMNS, op),
     NewEvent: _event_in,
+    ReportsIn: lambda c, op: _insert_reports(c, batch=op.reports),
+    CheckpointRegistered: _checkpoint,
 }
 
 

@@ -10,7 +10,10 @@ without torch (torch is used only if the trial itself imported it) and never imp
 from __future__ import annotations
 
 import atexit
+import base64
+import binascii
 import contextlib
+import io
 import json
 import os
 import pickle
@@ -34,6 +37,11 @@ BATCH_S = 0.5
 BATCH_MAX = 512
 # Checkpoint directories: ckpt-EPOCH-aATTEMPT, or ckpt-EPOCH-aATTEMPT-N for the same epoch again.
 CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})(?:-\d{1,4})?$")
+# A state this small (serialized) is kept in the daemon's database, in the transaction that
+# registers it, instead of a directory: no mkdir, no file, no fsync in the trial (3 ms a
+# segment on our disks, most of a zero-cost segment's cost). The daemon offers it to warm
+# workers only (``inline_max`` in the segment); a command's segment travels in its environment.
+INLINE_MAX = 64 * 1024
 
 
 class Channel:
@@ -107,7 +115,9 @@ def unix_connector(path: str) -> Callable[[], socket.socket]:
 class TrialContext:
     """One segment of one trial: from its last checkpoint up to this segment's rung resource."""
 
-    def __init__(self, segment: Mapping[str, Any], channel: Channel) -> None:
+    def __init__(
+        self, segment: Mapping[str, Any], channel: Channel, *, end_with_answer: bool = False
+    ) -> None:
         self._seg = dict(segment)
         self._channel = channel
         self.params: dict[str, Any] = dict(segment["params"])
@@ -128,6 +138,12 @@ class TrialContext:
         self._epoch = self._restored_epoch
         self._stop = False
         self._garbage: list[str] = []  # replaced checkpoints, deleted later (``cleanup``)
+        self._inline_max = min(INLINE_MAX, int(segment.get("inline_max") or 0))
+        # A warm worker's segment answers the daemon when it returns: the last epoch's reports
+        # and an inline checkpoint of it can ride with that answer instead of a round trip and
+        # a commit of their own (see ``checkpoint``).
+        self._end_with_answer = end_with_answer
+        self._final: dict[str, Any] | None = None  # a registration waiting for the answer
 
     # -- the segment's epochs --------------------------------------------------------------
 
@@ -186,7 +202,12 @@ class TrialContext:
             self.flush()
 
     def flush(self) -> None:
-        """Send every pending report; returns once the daemon has made them durable."""
+        """Send every pending report (and a checkpoint waiting for the segment's answer);
+        returns once the daemon has made them durable."""
+        if self._final is not None:
+            final, self._final = self._final, None
+            self._register(final)
+            return
         if not self._pending:
             return
         batch, self._pending = self._pending, []
@@ -197,6 +218,15 @@ class TrialContext:
         if isinstance(reply, dict) and reply.get("stop"):
             self._stop = True
 
+    def end(self) -> dict[str, Any]:
+        """What rides with a warm worker's answer: pending reports and a final checkpoint."""
+        out: dict[str, Any] = {}
+        if self._pending:
+            out["reports"], self._pending = self._pending, []
+        if self._final is not None:
+            out["checkpoint"], self._final = self._final, None
+        return out
+
     def report_timing(self, timing: Mapping[str, Any]) -> None:
         """Subset loaders' timings (selection seconds, epoch seconds, fraction) for the UI."""
         self.flush()
@@ -204,35 +234,51 @@ class TrialContext:
 
     # -- checkpoints ----------------------------------------------------------------------
 
-    def checkpoint(self, obj: Any, *, epoch: int | None = None) -> Path:
-        """Write ``obj`` to a new directory, fsync it, then register it as the trial's latest.
+    def checkpoint(self, obj: Any, *, epoch: int | None = None) -> Path | None:
+        """Save ``obj`` as the trial's latest checkpoint; returns its directory, or None when
+        the state is small enough (``INLINE_MAX``) to be kept in the daemon's database.
 
-        Only a registered checkpoint is ever resumed from, and the daemon registers a directory
-        only once it is fully written and durable, so a half-written one is never used. The
-        directory's name is new (no rename needed); the one it replaces is deleted later.
+        Only a registered checkpoint is ever resumed from, and the daemon registers one only
+        once it is durable: a directory fully written and fsynced (its name is new, so no
+        rename is needed; the one it replaces is deleted later), or an inline state committed
+        in the same transaction as its registration. In a warm worker, an inline checkpoint of
+        the segment's last epoch rides with the segment's answer: committed with the result,
+        before any decision that uses it.
         """
         epoch = self._epoch if epoch is None else int(epoch)
         if epoch < 1:
             raise ValueError("checkpoint() before the first epoch; call it after report()")
-        path = self._new_checkpoint_dir(epoch)
-        _save(obj, path / "state")
-        _fsync_dir(path)  # the file's entry in its directory
-        _fsync_dir(self.checkpoint_dir)  # the directory's entry in the trial's
-        # Pending reports travel with the registration and commit in the same transaction.
-        batch, self._pending = self._pending, []
-        self._channel.call(
-            "checkpoint",
-            trial=self.trial_id,
-            attempt=self.attempt,
-            epoch=epoch,
-            name=path.name,
-            reports=batch,
-        )
-        self._last_send = time.monotonic()
+        data = _dumps(obj)
         previous = self._seg.get("checkpoint")
-        self._seg["checkpoint"] = str(path)
+        if len(data) <= self._inline_max:
+            text = base64.b64encode(data).decode("ascii")
+            reg: dict[str, Any] = {"epoch": epoch, "data": text}
+            path = None
+            # Deferred only if nothing is deleted because of it: a replaced directory may be
+            # deleted only once the registration replacing it is durable.
+            if self._end_with_answer and epoch >= self.resource and not previous:
+                self._final = reg
+            else:
+                self._register(reg)
+            self._seg.update(checkpoint=None, checkpoint_data=text)
+        else:
+            path = self._new_checkpoint_dir(epoch)
+            _write(data, path / "state")
+            _fsync_dir(path)  # the file's entry in its directory
+            _fsync_dir(self.checkpoint_dir)  # the directory's entry in the trial's
+            self._register({"epoch": epoch, "name": path.name})
+            self._seg.update(checkpoint=str(path), checkpoint_data=None)
         self._replaced(previous, path)
         return path
+
+    def _register(self, reg: dict[str, Any]) -> None:
+        """Register a checkpoint; the pending reports travel with it, in one transaction."""
+        self._final = None  # a newer checkpoint supersedes one waiting for the answer
+        batch, self._pending = self._pending, []
+        self._channel.call(
+            "checkpoint", trial=self.trial_id, attempt=self.attempt, reports=batch, **reg
+        )
+        self._last_send = time.monotonic()
 
     def _new_checkpoint_dir(self, epoch: int) -> Path:
         """``ckpt-EPOCH-aATTEMPT``, or ``...-N`` when this attempt checkpoints an epoch again."""
@@ -252,12 +298,20 @@ class TrialContext:
 
     def restore(self) -> Any | None:
         """The object of the last registered checkpoint, or None on the first segment."""
+        text = self._seg.get("checkpoint_data")
+        if text:
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise HpdError("the segment's inline checkpoint is not valid base64") from None
+            return _load(io.BytesIO(data))
         path = self._seg.get("checkpoint")
         if not path:
             return None
-        return _load(Path(path) / "state")
+        with open(Path(path) / "state", "rb") as f:
+            return _load(f)
 
-    def _replaced(self, previous: str | None, current: Path) -> None:
+    def _replaced(self, previous: str | None, current: Path | None) -> None:
         """The checkpoint ``current`` replaces is garbage now; delete older garbage.
 
         Deleting is kept off the end of the segment: the last replaced checkpoint goes in
@@ -321,14 +375,19 @@ def _encode_metric(name: str, value: object) -> float | str:
     return protocol.encode_number(float(value))
 
 
-def _save(obj: Any, path: Path) -> None:
-    """torch.save if the trial imported torch (tensors stay tensors), else pickle; fsynced."""
+def _dumps(obj: Any) -> bytes | memoryview:
+    """torch.save if the trial imported torch (tensors stay tensors), else pickle."""
     torch = sys.modules.get("torch")
+    if torch is None:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getbuffer()  # no copy of a large state
+
+
+def _write(data: bytes | memoryview, path: Path) -> None:
     with open(path, "wb") as f:
-        if torch is not None:
-            torch.save(obj, f)
-        else:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
@@ -336,15 +395,15 @@ def _save(obj: Any, path: Path) -> None:
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format; a pickle starts with b"\x80" (protocol >= 2)
 
 
-def _load(path: Path) -> Any:
-    with open(path, "rb") as f:
-        if f.read(4) == _ZIP_MAGIC:
-            import torch
+def _load(f: Any) -> Any:
+    """A state written by ``_dumps``, from a binary file object."""
+    if f.read(4) == _ZIP_MAGIC:
+        import torch
 
-            f.seek(0)
-            return torch.load(f, weights_only=False)
         f.seek(0)
-        return pickle.load(f)
+        return torch.load(f, weights_only=False)
+    f.seek(0)
+    return pickle.load(f)
 
 
 def _fsync_dir(path: Path) -> None:

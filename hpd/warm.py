@@ -4,6 +4,8 @@
 entrypoint module once (with the spec's workdir on sys.path) and then runs every segment sent
 to it as a function call, so a segment starts in milliseconds instead of the seconds a fresh
 Python + torch + CUDA process takes. Each segment's stdout/stderr go to that trial's log.
+The answer to a 'run' carries the segment's last reports and an inline checkpoint of its last
+epoch, saving a round trip and a commit per segment (``TrialContext.end``).
 A crash of the worker fails only the segment it was running; the daemon starts a new worker.
 Must never touch the database or GPUs directly.
 """
@@ -89,7 +91,8 @@ def _environment(env: dict[str, str], cwd: str) -> Iterator[None]:
 
 
 def run_segment(seg: dict[str, Any], channel: Channel) -> dict[str, Any]:
-    ctx = TrialContext(seg, channel)
+    """Run one segment; the answer carries its last reports and inline checkpoint, if any."""
+    ctx = TrialContext(seg, channel, end_with_answer=True)
     _finished.append(ctx)  # cleaned up once the daemon has its answer, even if fn raised
     _current.append(ctx)
     try:
@@ -100,13 +103,15 @@ def run_segment(seg: dict[str, Any], channel: Channel) -> dict[str, Any]:
             try:
                 fn = load_entrypoint(seg["workdir"], seg["entrypoint"])
                 fn(ctx)
-                ctx.flush()
             except BaseException:
                 traceback.print_exc()
+                # A checkpoint taken before the error is registered, as if it had not waited.
+                with contextlib.suppress(Exception):
+                    ctx.flush()
                 raise
     finally:
         _current.pop()
-    return {"status": "interrupted" if ctx.stopped_early else "ok"}
+    return {"status": "interrupted" if ctx.stopped_early else "ok", **ctx.end()}
 
 
 def _on_sigterm(*_: object) -> None:

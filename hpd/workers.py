@@ -39,6 +39,9 @@ class Outcome:
     message: str = ""
     exit_code: int | None = None
     worker_died: bool = False
+    # What a warm worker's answer carried: the last reports and a final inline checkpoint,
+    # not yet validated or recorded (the daemon does both, with the segment's result).
+    end: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +218,8 @@ class WarmWorker:
             if resp.id != run_id:
                 continue
             if resp.ok:
-                return Outcome("ok")
+                end = resp.result if isinstance(resp.result, dict) else {}
+                return Outcome("ok", end={k: end[k] for k in ("reports", "checkpoint") if k in end})
             return Outcome("crashed", resp.error_message)
 
     async def _answer(self, req: protocol.Request, handler: Handler) -> None:

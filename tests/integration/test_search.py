@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -74,7 +75,23 @@ def test_81_trial_asha_search_is_valid_and_exact(daemon: DaemonProcess, kind: st
     _assert_no_shared_gpu(events)
     uuids = {g for e in events if e["type"] == "segment_started" for g in e["gpus"]}
     assert all(u.startswith("GPU-") for u in uuids)
-    _assert_one_checkpoint_each(daemon, exp.id, trials)
+    if kind == "command":
+        _assert_one_checkpoint_each(daemon, exp.id, trials)
+    else:
+        _assert_inline_checkpoints(daemon, exp.id, trials)
+
+
+def _assert_inline_checkpoints(daemon: DaemonProcess, exp_id: int, trials: list[Any]) -> None:
+    """The synthetic trial's state is tiny: in a warm worker it is kept in the database, once
+    per trial, at the trial's last epoch, and no checkpoint directory is ever made."""
+    conn = sqlite3.connect(f"file:{daemon.state / 'hpd.sqlite3'}?mode=ro", uri=True)
+    try:
+        rows = dict(conn.execute("SELECT trial_id, epoch FROM inline_checkpoints").fetchall())
+    finally:
+        conn.close()
+    assert rows == {t["id"]: t["checkpoint_epoch"] for t in trials}
+    root = daemon.state / "experiments" / str(exp_id) / "trials"
+    assert not list(root.glob("*/checkpoints")), "an inline checkpoint made a directory"
 
 
 def _assert_one_checkpoint_each(daemon: DaemonProcess, exp_id: int, trials: list[Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from hpd import protocol
+from hpd.trial import INLINE_MAX
 from tests.reliability.conftest import base_spec
 
 
@@ -122,12 +123,27 @@ def test_stale_attempt_report_is_refused_and_not_recorded(make_daemon: Any) -> N
     ck = _raw_call(sock, "checkpoint", trial=trial, attempt=attempt, epoch=1,
                    name="../../../etc")
     assert not ck.ok
+    # inline states: only base64 text, within the limit, of an epoch of the segment, and
+    # either a directory or an inline state, not both
+    bad_inline = [
+        ({"epoch": 1, "data": "not base64!"}, "data"),
+        ({"epoch": 1, "data": 123}, "data"),
+        ({"epoch": 1, "data": "A" * (INLINE_MAX * 2)}, "data"),
+        ({"epoch": 4, "data": "AAAA"}, "outside this segment"),
+        ({"epoch": 1, "data": "AAAA", "name": f"ckpt-1-a{attempt}"}, "exactly one"),
+        ({"epoch": 1}, "exactly one"),
+    ]
+    for args, why in bad_inline:
+        r = _raw_call(sock, "checkpoint", trial=trial, attempt=attempt, **args)
+        assert not r.ok and why in r.error_message, (args, r)
     st = exp.wait(timeout=30)
     assert st["state"] == "completed"
     d.stop()
     values = [r[0] for r in d.sql("SELECT data FROM metrics")]
     assert values and not any("-123" in v or "-5.0" in v for v in values)
     assert d.sql("SELECT value FROM results") == [(1.0 / 3,)]
+    assert d.sql("SELECT COUNT(*) FROM inline_checkpoints") == [(0,)]
+    assert d.sql("SELECT ckpt_path FROM trials") == [(None,)]
 
 
 def test_nan_stop_is_recorded_and_never_promoted(make_daemon: Any) -> None:

@@ -51,3 +51,19 @@ def rung_checkpoint(ctx: TrialContext) -> None:
         ctx.report(epoch, loss=loss(lr, mom, epoch))
     ctx.flush()
     ctx.checkpoint(state)
+
+
+def growing_state(ctx: TrialContext) -> None:
+    """Checkpoints every epoch; the state outgrows the inline limit at epoch 3 only, so a trial
+    goes database -> directory -> database, and checks each resume saw every epoch before it."""
+    from hpd.trial import INLINE_MAX
+
+    state = ctx.restore() or {"epochs": 0}
+    lr, mom = float(ctx.params["lr"]), float(ctx.params["momentum"])
+    for epoch in ctx.epochs():
+        if state["epochs"] != epoch - 1:
+            raise RuntimeError(f"resumed at epoch {epoch} after {state['epochs']} epochs")
+        time.sleep(0.02)
+        state = {"epochs": epoch, "pad": b"x" * (INLINE_MAX + 1 if epoch == 3 else 10)}
+        ctx.report(epoch, loss=loss(lr, mom, epoch))
+        ctx.checkpoint(state)

@@ -6,6 +6,7 @@ names it accepts, what it commits) is covered by the reliability and integration
 
 from __future__ import annotations
 
+import base64
 import pickle
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from hpd.errors import RemoteError
-from hpd.trial import CHECKPOINT_NAME, TrialContext
+from hpd.trial import CHECKPOINT_NAME, INLINE_MAX, TrialContext
 
 
 class FakeChannel:
@@ -29,7 +30,14 @@ class FakeChannel:
 
 
 def _ctx(
-    tmp_path: Path, channel: FakeChannel, *, attempt: int = 7, checkpoint: str | None = None
+    tmp_path: Path,
+    channel: FakeChannel,
+    *,
+    attempt: int = 7,
+    checkpoint: str | None = None,
+    data: str | None = None,
+    inline_max: int = 0,
+    end_with_answer: bool = False,
 ) -> TrialContext:
     seg = {
         "params": {},
@@ -40,10 +48,12 @@ def _ctx(
         "resource": 3,
         "metric": "loss",
         "checkpoint": checkpoint,
-        "checkpoint_epoch": 1 if checkpoint else 0,
+        "checkpoint_data": data,
+        "checkpoint_epoch": 1 if checkpoint or data else 0,
         "checkpoint_dir": str(tmp_path / "trial" / "checkpoints"),
+        "inline_max": inline_max,
     }
-    return TrialContext(seg, channel)  # type: ignore[arg-type]
+    return TrialContext(seg, channel, end_with_answer=end_with_answer)  # type: ignore[arg-type]
 
 
 def _dirs(tmp_path: Path) -> list[str]:
@@ -144,4 +154,103 @@ def test_torch_objects_round_trip_as_tensors(tmp_path: Path) -> None:
     path = ctx.checkpoint({"w": torch.arange(4.0)})
     assert (path / "state").read_bytes()[:4] == b"PK\x03\x04"
     got = _ctx(tmp_path, FakeChannel(), checkpoint=str(path)).restore()
+    assert torch.equal(got["w"], torch.arange(4.0))
+
+
+# -- inline checkpoints: small states kept in the daemon's database ------------------------
+
+
+def test_a_small_state_is_registered_inline_without_any_file(tmp_path: Path) -> None:
+    ch = FakeChannel()
+    ctx = _ctx(tmp_path, ch, inline_max=INLINE_MAX)
+    ctx.report(1, loss=1.0)
+    assert ctx.checkpoint({"w": [1, 2]}) is None
+    [(op, args)] = ch.calls
+    assert op == "checkpoint" and args["epoch"] == 1 and "name" not in args
+    assert _ctx(tmp_path, FakeChannel(), data=args["data"]).restore() == {"w": [1, 2]}
+    assert [r["epoch"] for r in args["reports"]] == [1]
+    assert not (tmp_path / "trial").exists()
+    assert ctx.restore() == {"w": [1, 2]}  # the latest, within the segment too
+    resumed = _ctx(tmp_path, FakeChannel(), attempt=8, data=args["data"])
+    assert resumed.restore() == {"w": [1, 2]} and resumed.start_epoch == 1
+
+
+def test_a_state_over_the_limit_gets_a_directory(tmp_path: Path) -> None:
+    ch = FakeChannel()
+    ctx = _ctx(tmp_path, ch, inline_max=5000)  # torch.save's zip costs about 1 KB
+    ctx.report(1, loss=1.0)
+    path = ctx.checkpoint(b"x" * 10_000)
+    assert path is not None and path.name == "ckpt-1-a7"
+    assert ch.calls[0][1]["name"] == "ckpt-1-a7" and "data" not in ch.calls[0][1]
+    assert ctx.restore() == b"x" * 10_000
+    assert ctx.checkpoint(b"small") is None  # inline again: the directory is garbage now
+    assert ctx.restore() == b"small"
+    ctx.cleanup()
+    assert _dirs(tmp_path) == []
+
+
+def test_the_daemon_bounds_what_may_be_inline(tmp_path: Path) -> None:
+    """Without ``inline_max`` (a command's segment) every checkpoint is a directory, and a
+    segment cannot raise the limit above INLINE_MAX."""
+    ctx = _ctx(tmp_path, FakeChannel(), inline_max=10 * INLINE_MAX)
+    ctx.report(1, loss=1.0)
+    assert ctx.checkpoint(b"x" * (INLINE_MAX + 1)) is not None
+    plain = _ctx(tmp_path, FakeChannel(), attempt=9)
+    plain.report(1, loss=1.0)
+    assert plain.checkpoint(b"x") is not None
+
+
+def test_the_last_epochs_inline_checkpoint_rides_with_the_answer(tmp_path: Path) -> None:
+    ch = FakeChannel()
+    ctx = _ctx(tmp_path, ch, inline_max=INLINE_MAX, end_with_answer=True)
+    for epoch in ctx.epochs():
+        ctx.report(epoch, loss=1.0 / epoch)
+        ctx.checkpoint({"epoch": epoch})
+    # epochs 1 and 2 are registered at once (a crash must not lose them); epoch 3 waits
+    assert [args["epoch"] for _, args in ch.calls] == [1, 2]
+    end = ctx.end()
+    assert [r["epoch"] for r in end["reports"]] == [3]
+    assert end["checkpoint"]["epoch"] == 3
+    assert _ctx(tmp_path, FakeChannel(), data=end["checkpoint"]["data"]).restore() == {"epoch": 3}
+    assert ctx.end() == {}  # given away once
+
+
+def test_a_flush_sends_a_waiting_checkpoint_with_the_reports(tmp_path: Path) -> None:
+    ch = FakeChannel()
+    ctx = _ctx(tmp_path, ch, inline_max=INLINE_MAX, end_with_answer=True)
+    for epoch in ctx.epochs():
+        ctx.report(epoch, loss=1.0)
+    ctx.checkpoint("final")
+    assert ch.calls == []
+    ctx.flush()  # e.g. a timing report, or an error after the checkpoint
+    [(op, args)] = ch.calls
+    assert op == "checkpoint" and args["epoch"] == 3 and len(args["reports"]) == 3
+    assert ctx.end() == {}
+
+
+def test_a_checkpoint_replacing_a_directory_never_waits(tmp_path: Path) -> None:
+    """The directory it replaces is deleted after the answer; its replacement must be durable
+    by then, so it is registered at once."""
+    old = tmp_path / "trial" / "checkpoints" / "ckpt-1-a6"
+    old.mkdir(parents=True)
+    (old / "state").write_bytes(pickle.dumps("old"))
+    ch = FakeChannel()
+    ctx = _ctx(tmp_path, ch, checkpoint=str(old), inline_max=INLINE_MAX, end_with_answer=True)
+    for epoch in ctx.epochs():
+        ctx.report(epoch, loss=1.0)
+    assert ctx.checkpoint("new") is None
+    assert [op for op, _ in ch.calls] == ["checkpoint"] and ctx.end() == {}
+    ctx.cleanup()
+    assert _dirs(tmp_path) == []
+
+
+def test_torch_objects_round_trip_inline(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    ch = FakeChannel()
+    ctx = _ctx(tmp_path, ch, inline_max=INLINE_MAX)
+    ctx.report(1, loss=1.0)
+    assert ctx.checkpoint({"w": torch.arange(4.0)}) is None
+    data = ch.calls[0][1]["data"]
+    assert base64.b64decode(data)[:4] == b"PK\x03\x04"
+    got = _ctx(tmp_path, FakeChannel(), data=data).restore()
     assert torch.equal(got["w"], torch.arange(4.0))
