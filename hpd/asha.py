@@ -506,6 +506,45 @@ class Ladder:
         else:
             raise LadderError(f"unknown event {event!r}")
 
+    def revoke(self, event: TrialCreated | TrialPromoted) -> None:
+        """Take back the last launch applied (its start failed to commit); LadderError unless
+        ``event`` was applied and nothing about its trial has happened since.
+
+        The daemon applies several launch decisions before one commit records them all, so
+        each decision sees the ones before it; if that commit fails, it revokes them in the
+        reverse order, and the ladder is as if they had never been made.
+        """
+        if isinstance(event, TrialCreated):
+            self._uncreated(event)
+        elif isinstance(event, TrialPromoted):
+            self._unpromoted(event)
+        else:
+            raise LadderError(f"only a launch can be revoked, not {event!r}")
+
+    def _uncreated(self, event: TrialCreated) -> None:
+        if event.trial != self.created - 1:
+            raise LadderError(f"revoke {event}: trial {event.trial} is not the last created")
+        trial = self._trials[event.trial]
+        if trial.bracket != event.bracket or self._state(trial) != "running" or trial.rung:
+            raise LadderError(f"revoke {event}: the trial is no longer just created")
+        self._trials.pop()
+        self._per_bracket[event.bracket] -= 1
+        self._rungs[event.bracket][0].running -= 1
+        self._outstanding -= 1
+
+    def _unpromoted(self, event: TrialPromoted) -> None:
+        trial = self._event_trial(event, event.trial)
+        if self._state(trial) != "running" or trial.rung != event.to_rung:
+            raise LadderError(f"revoke {event}: the trial is not running at rung {event.to_rung}")
+        if event.to_rung != event.from_rung + 1:
+            raise LadderError(f"revoke {event}: to_rung must be from_rung + 1")
+        rungs = self._rungs[trial.bracket]
+        rungs[event.to_rung].running -= 1
+        rungs[event.from_rung].promoted -= 1
+        insort(rungs[event.from_rung].eligible, trial.keys[event.from_rung])
+        trial.rung = event.from_rung
+        self._outstanding -= 1
+
     def _created(self, event: TrialCreated) -> None:
         if event.trial != self.created:
             raise LadderError(f"{event}: the next trial id is {self.created}")

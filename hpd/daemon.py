@@ -108,6 +108,23 @@ class Next:
 
 
 @dataclass
+class Planned:
+    """A launch decided and applied in memory, waiting for the commit that records it."""
+
+    exp: Experiment
+    nxt: Next
+    run: Running
+    saved: tuple[str, int, int, int]  # the trial's state, rung, target, attempts before
+    launch: Launch | None = None
+    worker: WarmWorker | None = None
+    applied: bool = False  # its ladder event is applied (revoke it on undo)
+
+    @property
+    def label(self) -> str:
+        return f"{self.nxt.label}+start_attempt" if self.nxt.label else "start_attempt"
+
+
+@dataclass
 class Ids:
     experiments: int
     trials: int
@@ -288,16 +305,31 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         self.s.degraded = str(exc)
 
     async def _fill_slots(self) -> None:
+        """Fill every free slot the ladders have work for, recorded in one commit.
+
+        Each launch is decided and applied in memory first, so the next decision sees it;
+        one transaction then records them all (with any deferred segment ends), and only then
+        do the segments start. Slots that free together thus share one commit instead of
+        queueing one commit each behind the mutex. If the commit fails, every launch of the
+        pass is undone in reverse order (``_unplan``) and nothing started.
+        """
         if self._stopping.is_set():
             return
         if self.s.degraded and not await self._store_healthy():
             return
-        progress = True
-        while progress:  # round robin: one segment per experiment per pass
-            progress = False
-            for exp in list(self.s.experiments.values()):
-                if exp.state == "running" and await self._start_one(exp):
-                    progress = True
+        async with self._mutex:
+            planned: list[Planned] = []
+            try:
+                progress = True
+                while progress:  # round robin: one segment per experiment per round
+                    progress = False
+                    for exp in list(self.s.experiments.values()):
+                        if exp.state == "running" and await self._plan_one(exp, planned):
+                            progress = True
+                await self._start_planned(planned)
+            except BaseException:
+                self._unplan(planned)
+                raise
         await self._flush_deferred()  # segments ended and nothing started after them
 
     async def _store_healthy(self) -> bool:
@@ -312,7 +344,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
     def _running_of(self, exp: Experiment) -> int:
         return sum(1 for r in self.s.running.values() if r.exp is exp)
 
-    async def _start_one(self, exp: Experiment) -> bool:
+    async def _plan_one(self, exp: Experiment, planned: list[Planned]) -> bool:
         res = exp.spec.resources
         if self._running_of(exp) >= res.max_concurrent:
             return False
@@ -321,13 +353,12 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         )
         if lease is None:
             return False
-        async with self._mutex:
-            nxt = self._next_segment(exp)
-            if nxt is None:
-                self.slots.release(lease)
-                await self._maybe_finish(exp)
-                return False
-            await self._launch(exp, nxt, lease)
+        nxt = self._next_segment(exp)
+        if nxt is None:
+            self.slots.release(lease)
+            await self._maybe_finish(exp)
+            return False
+        planned.append(await self._plan_launch(exp, nxt, lease))
         return True
 
     def _next_segment(self, exp: Experiment) -> Next | None:
@@ -401,8 +432,8 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         del self.s.experiments[exp.id]
         await self._notify_ended()
 
-    async def _launch(self, exp: Experiment, nxt: Next, lease: gpus.Lease) -> None:
-        """Record the decision and the attempt in one transaction, then start the segment."""
+    async def _plan_launch(self, exp: Experiment, nxt: Next, lease: gpus.Lease) -> Planned:
+        """Prepare a segment and apply its decision in memory; ``_start_planned`` records it."""
         t = nxt.trial
         saved = (t.state, t.rung, t.target, t.attempts)
         now = self.clock()
@@ -410,32 +441,56 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         t.rung, t.target = nxt.rung, nxt.target
         run = Running(exp, t, attempt, lease, now, now)
         self.s.running[t.id] = run
-        log = self.layout.trial_log(exp.id, t.id)
-        ckpt_dir = self.layout.checkpoint_dir(exp.id, t.id)
+        p = Planned(exp, nxt, run, saved)
         try:
+            log = self.layout.trial_log(exp.id, t.id)
+            ckpt_dir = self.layout.checkpoint_dir(exp.id, t.id)
             if t.ckpt_path == INLINE and t.ckpt_data is None:  # registered before a restart
                 await self._read_inline_state(t)
-            launch = self._launch_spec(exp, t, attempt, lease, log, str(ckpt_dir))
+            p.launch = self._launch_spec(exp, t, attempt, lease, log, str(ckpt_dir))
             if t.attempts == 0 and not exp.spec.entrypoint:
                 # A command's log is opened here; a warm worker makes its trial's dir itself,
                 # off the daemon's loop (mkdir costs ~0.3 ms on some filesystems).
                 log.parent.mkdir(parents=True, exist_ok=True)
-            worker = await self._worker_for(exp, lease) if exp.spec.entrypoint else None
-            ident = worker.identity if worker else None
-            t.state, t.attempts = "running", t.attempts + 1
-            await self._commit_start(exp, t, run, attempt, lease, launch, ident, nxt)
+            p.worker = await self._worker_for(exp, lease) if exp.spec.entrypoint else None
         except BaseException:
-            # Nothing was recorded (disk full?): undo in memory; the ladder never saw it.
-            self.s.running.pop(t.id, None)
-            self.slots.release(lease)
-            t.state, t.rung, t.target, t.attempts = saved
-            if nxt.requeued:
-                exp.queue.insert(0, t)
+            self._unplan([p])
             raise
+        t.state, t.attempts = "running", t.attempts + 1
         if nxt.ladder_event is not None:
             exp.ladder.apply(nxt.ladder_event)
+            p.applied = True
         exp.trials[t.idx] = t
-        run.task = asyncio.create_task(self._run_segment(run, launch, worker), name=f"trial:{t.id}")
+        return p
+
+    async def _start_planned(self, planned: list[Planned]) -> None:
+        if not planned:
+            return
+        await self._commit(
+            "+".join(p.label for p in planned), [op for p in planned for op in self._start_ops(p)]
+        )
+        started, planned[:] = list(planned), []  # recorded: nothing left to undo
+        for p in started:
+            assert p.launch is not None
+            p.run.task = asyncio.create_task(
+                self._run_segment(p.run, p.launch, p.worker), name=f"trial:{p.run.trial.id}"
+            )
+
+    def _unplan(self, planned: list[Planned]) -> None:
+        """Nothing was recorded (disk full?): undo the launches in memory, the last first."""
+        for p in reversed(planned):
+            t, exp = p.run.trial, p.exp
+            if p.applied:
+                assert isinstance(p.nxt.ladder_event, asha.TrialCreated | asha.TrialPromoted)
+                exp.ladder.revoke(p.nxt.ladder_event)
+                if isinstance(p.nxt.ladder_event, asha.TrialCreated):
+                    exp.trials.pop(t.idx, None)
+            self.s.running.pop(t.id, None)
+            self.slots.release(p.run.lease)
+            t.state, t.rung, t.target, t.attempts = p.saved
+            if p.nxt.requeued:
+                exp.queue.insert(0, t)
+        planned.clear()
 
     async def _read_inline_state(self, t: Trial) -> None:
         t.ckpt_data = await self.store.inline_checkpoint(t.id)
@@ -444,45 +499,34 @@ class Daemon(ControlOps, QueryOps, TrialOps):
             logger.error("trial %s: its inline checkpoint is missing; it starts over", t.id)
             t.ckpt_path, t.ckpt_epoch = None, 0
 
-    async def _commit_start(
-        self,
-        exp: Experiment,
-        t: Trial,
-        run: Running,
-        attempt: int,
-        lease: gpus.Lease,
-        launch: Launch,
-        ident: Any,
-        nxt: Next,
-    ) -> None:
-        now = run.started
-        label = f"{nxt.label}+start_attempt" if nxt.label else "start_attempt"
-        await self._commit(
-            label,
-            [
-                *nxt.ops,
-                AttemptIn(
-                    attempt,
-                    t.id,
-                    t.rung,
-                    lease.label,
-                    now,
-                    *((ident.pid, ident.pgid, ident.start_ticks, ident.boot_id) if ident else ()),
-                ),
-                TrialUpdate(t.id, {"state": "running", "attempts": t.attempts, "gpu": lease.label}),
-                self._event(
-                    exp.id,
-                    "segment_started",
-                    t.id,
-                    attempt=attempt,
-                    rung=t.rung,
-                    resource=t.target,
-                    from_epoch=launch.segment["checkpoint_epoch"],
-                    slot=lease.label,
-                    gpus=[g.uuid for g in lease.gpus],
-                ),
-            ],
-        )
+    def _start_ops(self, p: Planned) -> list[Op]:
+        """The decision's ops, the attempt, and the trial's new state."""
+        exp, t, run, lease = p.exp, p.run.trial, p.run, p.run.lease
+        ident = p.worker.identity if p.worker else None
+        assert p.launch is not None
+        return [
+            *p.nxt.ops,
+            AttemptIn(
+                run.attempt,
+                t.id,
+                t.rung,
+                lease.label,
+                run.started,
+                *((ident.pid, ident.pgid, ident.start_ticks, ident.boot_id) if ident else ()),
+            ),
+            TrialUpdate(t.id, {"state": "running", "attempts": t.attempts, "gpu": lease.label}),
+            self._event(
+                exp.id,
+                "segment_started",
+                t.id,
+                attempt=run.attempt,
+                rung=t.rung,
+                resource=t.target,
+                from_epoch=p.launch.segment["checkpoint_epoch"],
+                slot=lease.label,
+                gpus=[g.uuid for g in lease.gpus],
+            ),
+        ]
 
     def _launch_spec(
         self, exp: Experiment, t: Trial, attempt: int, lease: gpus.Lease, log: Path, ckpt_dir: str

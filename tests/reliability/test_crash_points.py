@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from hpd.errors import HpdError
+from tests.integration.asha_check import check_asha
 from tests.reliability.conftest import DaemonProc, base_spec, final_ladder, wait_no_processes_of
 
 SPEC = base_spec(
@@ -199,3 +200,28 @@ def test_a_start_that_fails_to_commit_is_undone(
     died, ladder = _run_case(make_daemon, f"fail:before_commit:start_attempt:{n}", check=injected)
     assert not died
     assert ladder == reference
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_batch_of_starts_that_fails_to_commit_is_undone(make_daemon: Any, n: int) -> None:
+    """Four slots: the first scheduling pass decides four launches and records them in one
+    commit. That commit fails (n = 1; n = 2: a later, smaller batch): every launch of it is
+    revoked in reverse order, the daemon recovers, and the search is a valid ASHA run whose
+    ladder a restarted daemon rebuilds from the log."""
+    spec = {**SPEC, "resources": {"gpus_per_trial": 0, "max_concurrent": 4}}
+    d = make_daemon(cpu_slots=4)
+    d.start(fault=f"fail:before_commit:start_attempt:{n}")
+    exp_id = _submit(d, spec)
+    assert exp_id is not None
+    trials = _finish(d)
+    assert "disk I/O error (injected)" in d.tail(), d.tail()
+    with d.client(timeout=30) as c:
+        events = c.call("events", exp=exp_id)
+    d.stop()
+    assert len(trials) == 9 and all(t["state"] in ("completed", "stopped") for t in trials)
+    assert sorted(t["index"] for t in trials) == list(range(9))
+    assert check_asha(events, eta=3, mode="min", n_rungs=3) >= 4  # raises on a bad one
+    d.start()  # the log replays into the same ladder
+    with d.client(timeout=30) as c:
+        assert final_ladder(c.call("trials", exp=exp_id)) == final_ladder(trials)
+    d.stop()

@@ -455,3 +455,68 @@ def test_one_slot_runs_are_deterministic(config: LadderConfig, table: list[float
     assert len(first) >= config.max_trials
     # PromotionReason may hold NaN (cutoff_value), which is != itself: compare reprs.
     assert repr(first) == repr(run())
+
+
+# ---------------------------------------------------------------- revoking launches
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    config=configs(),
+    steps=st.integers(0, 60),
+    batch=st.integers(1, 6),
+    table=st.lists(values, min_size=1, max_size=12),
+)
+def test_revoking_a_batch_of_launches_restores_the_ladder(
+    config: LadderConfig, steps: int, batch: int, table: list[float]
+) -> None:
+    """The daemon applies several launches, then one commit records them; if it fails they
+    are revoked in reverse order: the ladder is exactly as before, and decides the same."""
+    ladder = Ladder(config)
+    for _ in range(steps):  # somewhere inside a search: some trials done, some running
+        decision = ladder.decide()
+        if isinstance(decision, StartNew | Promote):
+            ladder.apply(event_for(decision))
+        running = [t for t in range(ladder.created) if ladder.state_of(t) == "running"]
+        if running and (isinstance(decision, Wait | Done) or len(running) > 2):
+            t = running[0]
+            rung = ladder.rung_of(t)
+            ladder.apply(ResultRecorded(t, rung, table[(t * 31 + rung * 7) % len(table)]))
+    before, first = ladder.snapshot(), repr(ladder.decide())
+    applied = []
+    for _ in range(batch):
+        decision = ladder.decide()
+        if not isinstance(decision, StartNew | Promote):
+            break
+        applied.append(event_for(decision))
+        ladder.apply(applied[-1])
+    for event in reversed(applied):
+        ladder.revoke(event)
+    assert ladder.snapshot() == before
+    assert repr(ladder.decide()) == first
+
+
+def test_revoke_refuses_what_is_not_the_last_fresh_launch() -> None:
+    ladder = Ladder(LadderConfig("asha", "min", 9, 1, 9, 3))
+    made = []
+    for _ in range(3):
+        decision = ladder.decide()
+        assert isinstance(decision, StartNew)
+        made.append(event_for(decision))
+        ladder.apply(made[-1])
+    with pytest.raises(LadderError, match="not the last created"):
+        ladder.revoke(made[0])
+    ladder.apply(ResultRecorded(2, 0, 1.0))
+    with pytest.raises(LadderError, match="no longer just created"):
+        ladder.revoke(made[2])
+    for t in (0, 1):
+        ladder.apply(ResultRecorded(t, 0, float(t)))
+    promote = ladder.decide()
+    assert isinstance(promote, Promote)
+    event = event_for(promote)
+    ladder.apply(event)
+    ladder.apply(ResultRecorded(promote.trial, 1, 0.5))
+    with pytest.raises(LadderError, match="not running at rung 1"):
+        ladder.revoke(event)
+    with pytest.raises(LadderError, match="only a launch"):
+        ladder.revoke(ResultRecorded(0, 0, 1.0))  # type: ignore[arg-type]
