@@ -449,7 +449,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
                 await self._read_inline_state(t)
             p.launch = self._launch_spec(exp, t, attempt, lease, log, str(ckpt_dir))
             if t.attempts == 0 and not exp.spec.entrypoint:
-                # A command's log is opened here; a warm worker makes its trial's dir itself,
+                # A command's log is opened here; a warm worker makes the trials' dir itself,
                 # off the daemon's loop (mkdir costs ~0.3 ms on some filesystems).
                 log.parent.mkdir(parents=True, exist_ok=True)
             p.worker = await self._worker_for(exp, lease) if exp.spec.entrypoint else None

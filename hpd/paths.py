@@ -69,6 +69,12 @@ class Layout:
         return Path(f"{self.state}/experiments/{int(exp_id)}/trials/{int(trial_id)}")
 
     def trial_log(self, exp_id: int, trial_id: int) -> Path:
+        # Beside the trial's dir, not in it: most trials never need a dir (their checkpoints
+        # are inline), and a mkdir per trial costs ~0.4 ms of kernel time on ext4.
+        return Path(f"{self.state}/experiments/{int(exp_id)}/trials/{int(trial_id)}.log")
+
+    def legacy_trial_log(self, exp_id: int, trial_id: int) -> Path:
+        """Where earlier builds wrote the log, in the trial's dir (``hpd logs`` reads it too)."""
         return Path(f"{self.trial_dir(exp_id, trial_id)}/output.log")
 
     def checkpoint_dir(self, exp_id: int, trial_id: int) -> Path:

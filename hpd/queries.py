@@ -166,6 +166,9 @@ class QueryOps:
         if row is None:
             raise HpdError(f"no trial {trial}")
         path = self.layout.trial_log(row.exp_id, row.id)
+        legacy = self.layout.legacy_trial_log(row.exp_id, row.id)
+        if not path.exists() and legacy.exists():  # a trial logged by an older hpd
+            path = legacy
         offset, limit = (
             max(0, as_int(offset, "offset")),
             min(1 << 19, max(1, as_int(limit, "limit"))),

@@ -91,7 +91,8 @@ def _assert_inline_checkpoints(daemon: DaemonProcess, exp_id: int, trials: list[
         conn.close()
     assert rows == {t["id"]: t["checkpoint_epoch"] for t in trials}
     root = daemon.state / "experiments" / str(exp_id) / "trials"
-    assert not list(root.glob("*/checkpoints")), "an inline checkpoint made a directory"
+    assert not [p for p in root.iterdir() if p.is_dir()], "a trial made a directory"
+    assert len(list(root.glob("*.log"))) == len(trials)  # beside the trials' dirs, not in them
 
 
 def _assert_one_checkpoint_each(daemon: DaemonProcess, exp_id: int, trials: list[Any]) -> None:
@@ -218,6 +219,13 @@ def test_cli_round_trip(daemon: DaemonProcess, tmp_path: Any) -> None:
     assert csv_text.splitlines()[0].startswith("trial,state,rung,epoch,lr,momentum,loss")
     assert "[hpd] attempt" in hpd("logs", str(trials[0]["id"]))
     assert "synthetic" in hpd("ls")
+    # a log where earlier builds wrote it, inside the trial's dir, is still found
+    tdir = daemon.state / "experiments" / str(exp_id) / "trials"
+    legacy = tdir / str(trials[1]["id"]) / "output.log"
+    legacy.parent.mkdir(exist_ok=True)
+    (tdir / f"{trials[1]['id']}.log").rename(legacy)
+    assert "[hpd] attempt" in hpd("logs", str(trials[1]["id"]))
+    assert [p.parent.name for p in tdir.glob("*/output.log")] == [str(trials[1]["id"])]
 
 
 def test_bad_spec_changes_nothing(daemon: DaemonProcess, tmp_path: Any) -> None:
