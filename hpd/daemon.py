@@ -2,12 +2,14 @@
 
 Owns the lifecycle (single instance per state dir, crash-only start = recovery, graceful stop),
 the scheduling loop (fill free slots: requeued segments first, then the ladder's decision) and
-the request handlers. Every decision is persisted (one transaction) *before* the in-memory
-ladder applies it and before anyone is told, so a kill at any moment loses nothing that was
-acknowledged. A segment's end is the one exception, and a safe one: its result is already
-durable (reported with the checkpoint), so its writes ride with the next commit, which is made
-with, or before, any decision that could depend on it. Must never run SQL itself (store.py
-does), call NVML (gpus.py) or parse specs.
+the request handlers. Every decision is persisted (one transaction) before anyone is told and
+before its segment starts, so a kill at any moment loses nothing that was acknowledged. A
+scheduling pass applies its decisions to the ladder as it makes them (each must see the ones
+before it) and commits them together; if that commit fails they are revoked, last first. A
+segment's end is deferred, and safely so: its result is durable already (it came with a
+checkpoint or reports) or rides in the same transaction (a warm worker's answer), and it is
+written with the next commit, which is made with, or before, any decision that could depend on
+it. Must never run SQL itself (store.py does), call NVML (gpus.py) or parse specs.
 """
 
 from __future__ import annotations
