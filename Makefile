@@ -15,7 +15,7 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.core
 	$(PIP) install "$(TORCH)"
-	$(PIP) install -e '.[dev,torch]'
+	$(PIP) install -e '.[dev,torch,tpe]'
 	touch $@
 
 demo: $(VENV)/.core

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpd import retrain
 from hpd.errors import HpdError, SpecError
-from hpd.experiment import Experiment
+from hpd.experiment import Experiment, model_missing
 from hpd.queries import as_int
 from hpd.spec import Spec, parse_spec
 from hpd.store import (
@@ -109,6 +109,9 @@ class ControlOps:
             )
         if parsed.entrypoint is None and parsed.command is None:
             raise SpecError(["entrypoint: exactly one of entrypoint or command is required"])
+        missing = model_missing(parsed)
+        if missing:
+            raise SpecError([f"searcher.sampler: {missing}"])
         now = self.clock()
         async with self._mutex:
             exp = Experiment.new(self.ids.experiments, parsed, "running", now)
@@ -157,6 +160,10 @@ class ControlOps:
         return {"id": live.id, "state": live.state}
 
     async def op_resume(self, exp: Any) -> dict[str, Any]:
+        paused = self.s.experiments.get(as_int(exp, "experiment"))
+        missing = model_missing(paused.spec) if paused is not None else None
+        if missing:
+            raise HpdError(f"experiment {paused.id if paused else exp} cannot resume: {missing}")
         live = await self._set_state(exp, ("paused",), "running")
         self.wake()
         return {"id": live.id, "state": live.state}

@@ -36,12 +36,14 @@ from hpd.experiment import (
     FINAL_TRIAL_STATES,
     Experiment,
     Trial,
+    model_missing,
     reason_dict,
 )
 from hpd.paths import Layout
 from hpd.queries import QueryOps
 from hpd.reports import TrialOps
 from hpd.server import Server
+from hpd.space import Proposal
 from hpd.spec import parse_spec
 from hpd.store import (
     INLINE,
@@ -268,7 +270,23 @@ class Daemon(ControlOps, QueryOps, TrialOps):
             events = await self.store.events(row.id, types=LADDER_EVENTS)
             exp.replay(events, await self.store.trials(row.id))
             await self._requeue_outstanding(exp, now)
+            await self._pause_if_unrunnable(exp)
             self.s.experiments[exp.id] = exp
+
+    async def _pause_if_unrunnable(self, exp: Experiment) -> None:
+        """A search whose sampler needs a package this daemon lacks waits, paused, for it."""
+        missing = model_missing(exp.spec)
+        if missing is None or exp.state != "running":
+            return
+        logger.error("experiment %d paused: %s", exp.id, missing)
+        await self.store.commit(
+            "pause_unrunnable",
+            [
+                ExperimentState(exp.id, "paused", None),
+                self._event(exp.id, "experiment_paused", None, reason=missing),
+            ],
+        )
+        exp.state = "paused"
 
     async def _requeue_outstanding(self, exp: Experiment, now: float) -> None:
         ops: list[Op] = []
@@ -355,7 +373,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         )
         if lease is None:
             return False
-        nxt = self._next_segment(exp)
+        nxt = await self._next_segment(exp)
         if nxt is None:
             self.slots.release(lease)
             await self._maybe_finish(exp)
@@ -363,7 +381,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         planned.append(await self._plan_launch(exp, nxt, lease))
         return True
 
-    def _next_segment(self, exp: Experiment) -> Next | None:
+    async def _next_segment(self, exp: Experiment) -> Next | None:
         """The next segment: a requeued one first, else the ladder's decision (not yet applied)."""
         now = self.clock()
         for t in exp.queue:
@@ -372,14 +390,27 @@ class Daemon(ControlOps, QueryOps, TrialOps):
                 return Next(t, t.rung, t.target, [], None, requeued=True)
         decision = exp.ladder.decide()
         if isinstance(decision, asha.StartNew):
-            return self._create_trial(exp, decision, now)
+            return await self._create_trial(exp, decision, now)
         if isinstance(decision, asha.Promote):
             return self._promote(exp, decision)
         return None
 
-    def _create_trial(self, exp: Experiment, d: asha.StartNew, now: float) -> Next:
-        params = exp.sampler.params_for(d.trial)
-        assert params is not None  # max_trials is capped at the sampler's capacity
+    async def _propose(self, exp: Experiment, index: int) -> Proposal:
+        """Trial ``index``'s configuration. A model proposal runs in a worker thread: it costs
+        tens of milliseconds at a thousand results, and the loop must keep serving meanwhile
+        (the ladder cannot change under it: decisions are made under the mutex, held here)."""
+        if not exp.wants_model(index):
+            return exp.random_proposal(index)
+        observations = exp.observations()
+        model = exp.model()
+        if not model.ready(observations):
+            return exp.random_proposal(index, startup=sum(1 for o in observations if o.values))
+        proposal: Proposal = await asyncio.to_thread(model.propose, index, observations)
+        return proposal
+
+    async def _create_trial(self, exp: Experiment, d: asha.StartNew, now: float) -> Next:
+        proposal = await self._propose(exp, d.trial)
+        params = proposal.params
         tid = self.ids.take("trials")
         t = Trial(tid, exp.id, d.trial, d.bracket, dict(params), "queued", d.rung, d.resource)
         ops: list[Op] = [
@@ -394,6 +425,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
                 bracket=t.bracket,
                 params=params,
                 resource=t.target,
+                proposal=proposal.info,
             ),
         ]
         return Next(t, d.rung, d.resource, ops, asha.event_for(d), label="create_trial")

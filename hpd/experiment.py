@@ -8,19 +8,37 @@ Pure apart from what it is handed: no I/O, no processes; the daemon persists the
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpd import asha, protocol
-from hpd.space import Sampler, make_sampler
+from hpd.space import Observation, Proposal, Sampler, make_sampler
 from hpd.spec import Spec, spec_to_dict
 from hpd.store import INLINE, LADDER_EVENTS, EventRow, TrialRow
 from hpd.trial import INLINE_MAX
 
 FINAL_TRIAL_STATES = frozenset({"completed", "failed", "stopped", "cancelled"})
 FINAL_EXPERIMENT_STATES = frozenset({"completed", "failed", "cancelled"})
+
+
+TPE_MISSING = (
+    'the tpe sampler needs Optuna, which this daemon cannot import: pip install "hpd[tpe]"'
+    " where the daemon runs, then restart it"
+)
+
+
+def model_missing(spec: Spec) -> str | None:
+    """Why this daemon cannot run ``spec``'s sampler, or None (only tpe needs a package)."""
+    if spec.searcher.sampler != "tpe":
+        return None
+    try:
+        found = importlib.util.find_spec("optuna") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        found = False
+    return None if found else TPE_MISSING
 
 
 @dataclass
@@ -100,6 +118,7 @@ class Experiment:
     sampler: Sampler
     trials: dict[int, Trial] = field(default_factory=dict)  # by ladder index
     queue: list[Trial] = field(default_factory=list)  # segments ready to (re)start
+    _model: Any = None  # hpd.tpe.TpeModel, made on the first model proposal
 
     @classmethod
     def new(cls, exp_id: int, spec: Spec, state: str, created_at: float) -> Experiment:
@@ -120,11 +139,48 @@ class Experiment:
                 self.ladder.apply(ladder_event(ev, by_id))
         self.trials = {r.idx: Trial.from_row(r) for r in rows}
 
-    def by_id(self, trial_id: int) -> Trial | None:
-        for t in self.trials.values():
-            if t.id == trial_id:
-                return t
-        return None
+    def model(self) -> Any:
+        """The tpe sampler's model (imports Optuna, so only for a spec that asks for it)."""
+        if self._model is None:
+            from hpd.tpe import TpeModel  # here: only a tpe search may import Optuna
+
+            self._model = TpeModel(self.spec)
+        return self._model
+
+    def wants_model(self, index: int) -> bool:
+        """Whether trial ``index`` is the tpe sampler's to propose (listed configs come first)."""
+        return self.spec.searcher.sampler == "tpe" and index >= len(self.spec.configs)
+
+    def observations(self) -> list[Observation]:
+        """Every trial the ladder has created, in index order, as the model sees it."""
+        out = []
+        for idx in range(self.ladder.created):
+            results = self.ladder.results(idx)
+            values = tuple(
+                (self.ladder.resource_of(idx, rung), results[rung]) for rung in sorted(results)
+            )
+            params = self.trials[idx].params
+            out.append(Observation(idx, params, self.ladder.state_of(idx), values))
+        return out
+
+    def random_proposal(self, index: int, startup: int | None = None) -> Proposal:
+        """The sampler's configuration of ``index``: listed, random, grid or fixed. With
+        ``startup`` (results so far), the tpe sampler's random start."""
+        params = self.sampler.params_for(index)
+        assert params is not None  # max_trials is capped at the sampler's capacity
+        name = "configs" if index < len(self.spec.configs) else self.spec.searcher.sampler
+        if startup is None:
+            return Proposal(params, {"sampler": name, "summary": f"{name} #{index}"})
+        options = self.spec.searcher.sampler_options
+        need = options.n_startup if options is not None else 0
+        return Proposal(
+            params,
+            {
+                "sampler": "random",
+                "startup": {"observations": startup, "n_startup": need},
+                "summary": f"random start of tpe ({startup} of {need} results so far)",
+            },
+        )
 
     def segment(self, trial: Trial, attempt: int, checkpoint_dir: str) -> dict[str, Any]:
         """What a trial process is told about the segment it runs."""

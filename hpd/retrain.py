@@ -84,6 +84,7 @@ def retrain_spec(
     spec["metric"] = parent["metric"] if metric is None else metric
     spec["mode"] = parent["mode"] if mode is None else mode
     searcher = dict(parent["searcher"])
+    searcher.pop("sampler_options", None)  # the parent's model options; "fixed" takes none
     searcher.update(
         name="random",  # one rung: every configuration runs to `epochs`, none is stopped
         max_trials=len(picks),

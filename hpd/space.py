@@ -4,7 +4,9 @@ Owns the samplers: ``random`` (seeded per trial index), ``grid`` (the cartesian 
 enumerated in a fixed order) and ``fixed`` (only the spec's ``configs``); the spec's ``configs``
 come first whatever the sampler. A sampler maps a trial index to its parameters and is a pure
 function of (spec, index): the same index gives the same configuration whatever was asked
-before, in whatever order, in whatever process.
+before, in whatever order, in whatever process. The ``tpe`` sampler's proposals also depend on
+the results so far (``Observation``); ``hpd.tpe`` makes them, and until its model is ready it
+draws exactly what ``random`` draws (so ``make_sampler`` gives the random sampler for it).
 
 It must never: do I/O, read a clock, import asyncio, use global or unseeded randomness, or
 rely on ``hash()`` (salted per process). It trusts that the spec came from ``parse_spec``.
@@ -14,20 +16,43 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Final, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
 
 from hpd.spec import GRID_DEFAULT_POINTS, ParamSpec, Scalar, Spec
 
 __all__ = [
     "ConfigsFirst",
     "GridSampler",
+    "Observation",
     "Params",
+    "Proposal",
     "RandomSampler",
     "Sampler",
     "make_sampler",
 ]
 
 Params = dict[str, str | int | float | bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the ladder knows of one trial when a new one is proposed."""
+
+    index: int
+    params: Mapping[str, Scalar]
+    state: Literal["running", "paused", "completed", "failed"]  # the ladder's TrialState
+    values: tuple[tuple[int, float], ...]  # (resource, value) per rung reached, lowest first
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A new trial's configuration and where it came from (for its ``trial_created`` event:
+    ``sampler`` always, ``summary`` a line for people, and a model's inputs)."""
+
+    params: Params
+    info: dict[str, Any]
 
 
 class Sampler(Protocol):

@@ -44,6 +44,7 @@ __all__ = [
     "Spec",
     "Strategy",
     "SubsetSpec",
+    "TpeOptions",
     "load_spec_file",
     "parse_spec",
     "parse_spec_text",
@@ -54,7 +55,7 @@ Scalar = str | int | float | bool
 ParamType = Literal["uniform", "loguniform", "int", "choice"]
 SearcherName = Literal["asha", "hyperband", "sha", "random"]
 Brackets = Literal["aggressive", "standard", "conservative"]
-SamplerName = Literal["random", "grid", "fixed"]
+SamplerName = Literal["random", "grid", "fixed", "tpe"]
 OnNan = Literal["stop", "retry"]
 Strategy = Literal["none", "random", "gradmatch", "craig"]
 Mode = Literal["max", "min"]
@@ -80,6 +81,18 @@ class ParamSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TpeOptions:
+    """``searcher.sampler_options`` of the ``tpe`` sampler (Optuna's TPESampler arguments)."""
+
+    # The model proposes once this many trials have a rung result; before, random proposals
+    # (the very ones ``sampler = "random"`` draws). Optuna's n_startup_trials default.
+    n_startup: int = 10
+    multivariate: bool = True  # one joint density over all parameters (Falkner et al., BOHB)
+    constant_liar: bool = True  # running trials count as bad results: no duplicate proposals
+    n_ei_candidates: int = 24  # candidates drawn from the good density, best l/g ratio wins
+
+
+@dataclass(frozen=True, slots=True)
 class SearcherSpec:
     name: SearcherName = "asha"
     max_trials: int = 16
@@ -89,6 +102,7 @@ class SearcherSpec:
     brackets: Brackets = "aggressive"  # parse_spec: "conservative" for hyperband when not given
     sampler: SamplerName = "random"
     on_nan: OnNan = "stop"
+    sampler_options: TpeOptions | None = None  # set (defaults resolved) iff sampler == "tpe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +179,7 @@ INT64_MAX: Final = 2**63 - 1
 _PARAM_TYPES: Final = ("uniform", "loguniform", "int", "choice")
 _SEARCHERS: Final = ("asha", "hyperband", "sha", "random")
 _BRACKETS: Final = ("aggressive", "standard", "conservative")
-_SAMPLERS: Final = ("random", "grid", "fixed")
+_SAMPLERS: Final = ("random", "grid", "fixed", "tpe")
 _ON_NAN: Final = ("stop", "retry")
 _STRATEGIES: Final = ("none", "random", "gradmatch", "craig")
 _MODES: Final = ("max", "min")
@@ -555,11 +569,8 @@ def _searcher(errs: _Errors, raw: object) -> SearcherSpec:
     # Determined's default for hyperband; asha/sha/random default to one bracket
     default_brackets = "conservative" if name == "hyperband" else d.brackets
     brackets = _enum(errs, t, p, "brackets", default_brackets, _BRACKETS)
-    sampler: str = d.sampler
-    if t.get("sampler") == "tpe":
-        errs.add("searcher.sampler", "not implemented yet; use random or grid", "tpe")
-    else:
-        sampler = _enum(errs, t, p, "sampler", d.sampler, _SAMPLERS)
+    sampler = _enum(errs, t, p, "sampler", d.sampler, _SAMPLERS)
+    options = _sampler_options(errs, t, sampler)
     spec = SearcherSpec(
         name=cast(SearcherName, name),
         max_trials=max_trials,
@@ -569,6 +580,7 @@ def _searcher(errs: _Errors, raw: object) -> SearcherSpec:
         brackets=cast(Brackets, brackets),
         sampler=cast(SamplerName, sampler),
         on_nan=cast(OnNan, _enum(errs, t, p, "on_nan", d.on_nan, _ON_NAN)),
+        sampler_options=options,
     )
     if (
         errs.ok("searcher.min_resource", "searcher.max_resource")
@@ -580,6 +592,43 @@ def _searcher(errs: _Errors, raw: object) -> SearcherSpec:
             spec.max_resource,
         )
     return spec
+
+
+def _sampler_options(errs: _Errors, t: Mapping[str, object], sampler: str) -> TpeOptions | None:
+    """``searcher.sampler_options``: the tpe sampler's table; no other sampler takes options."""
+    p = "searcher.sampler_options"
+    raw = t.get("sampler_options", {})
+    if sampler != "tpe":
+        if raw != {} and errs.ok("searcher.sampler"):
+            errs.add(p, f"only the tpe sampler takes options (sampler is {sampler!r})", raw)
+        return None
+    o = _table(errs, raw, p, [f.name for f in fields(TpeOptions)])
+    d = TpeOptions()
+    return TpeOptions(
+        n_startup=_int(errs, o, p, "n_startup", d.n_startup, 1, 100_000),
+        multivariate=_bool(errs, o, p, "multivariate", d.multivariate),
+        constant_liar=_bool(errs, o, p, "constant_liar", d.constant_liar),
+        n_ei_candidates=_int(errs, o, p, "n_ei_candidates", d.n_ei_candidates, 1, 10_000),
+    )
+
+
+def _check_tpe_space(errs: _Errors, space: tuple[ParamSpec, ...]) -> None:
+    """The tpe sampler models continuous, integer and categorical parameters, not grids."""
+    for param in space:
+        if param.points is not None:
+            errs.add(
+                f"space.{param.name}.points",
+                "is for the grid sampler only; the tpe sampler models the whole range",
+                param.points,
+            )
+    if space and not any(_varies(param) for param in space):
+        errs.add("space", "the tpe sampler needs a parameter with more than one value")
+
+
+def _varies(param: ParamSpec) -> bool:
+    if param.type in ("uniform", "loguniform"):
+        return True  # low < high is enforced
+    return _grid_count(param) > 1
 
 
 def _resources(errs: _Errors, raw: object) -> ResourcesSpec:
@@ -919,6 +968,8 @@ def parse_spec(data: object, *, base_dir: str | None = None) -> Spec:
     space = _space(errs, top)
     if searcher.sampler == "grid" and errs.ok("searcher.sampler") and errs.ok_under("space"):
         _check_grid(errs, space)
+    if searcher.sampler == "tpe" and errs.ok_under("space"):
+        _check_tpe_space(errs, space)
     resources = _resources(errs, top.get("resources", {}))
     subset = _subset(errs, top.get("subset", {}))
     limits = _limits(errs, top.get("limits", {}))
@@ -1099,8 +1150,18 @@ def _param_to_dict(p: ParamSpec) -> dict[str, object]:
     return d
 
 
-def _flat(obj: SearcherSpec | ResourcesSpec | SubsetSpec | LimitsSpec) -> dict[str, object]:
+def _flat(
+    obj: SearcherSpec | ResourcesSpec | SubsetSpec | LimitsSpec | TpeOptions,
+) -> dict[str, object]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _searcher_to_dict(searcher: SearcherSpec) -> dict[str, object]:
+    d = _flat(searcher)
+    options = d.pop("sampler_options")
+    if isinstance(options, TpeOptions):  # only the tpe sampler has (and accepts) options
+        d["sampler_options"] = _flat(options)
+    return d
 
 
 def spec_to_dict(spec: Spec) -> dict[str, object]:
@@ -1117,7 +1178,7 @@ def spec_to_dict(spec: Spec) -> dict[str, object]:
     if spec.command is not None:
         d["command"] = list(spec.command)
     d["workdir"] = spec.workdir
-    d["searcher"] = _flat(spec.searcher)
+    d["searcher"] = _searcher_to_dict(spec.searcher)
     d["space"] = {p.name: _param_to_dict(p) for p in spec.space}
     d["resources"] = _flat(spec.resources)
     d["subset"] = _flat(spec.subset)

@@ -25,6 +25,7 @@ from hpd.spec import (
     Spec,
     Strategy,
     SubsetSpec,
+    TpeOptions,
     load_spec_file,
     parse_spec,
     parse_spec_text,
@@ -288,8 +289,40 @@ def test_base_dir_is_pure_string_work() -> None:
             "command: must be a list of strings (argv), not a shell string, got 'python train.py'",
         ),
         (
-            {"searcher": {"sampler": "tpe"}},
-            "searcher.sampler: not implemented yet; use random or grid, got 'tpe'",
+            {"searcher": {"sampler": "tpe", "sampler_options": {"n_startup": 0}}},
+            "searcher.sampler_options.n_startup: must be an integer in 1..100000, got 0",
+        ),
+        (
+            {"searcher": {"sampler": "tpe", "sampler_options": {"gamma": 0.1}}},
+            "searcher.sampler_options.gamma: unknown field",
+        ),
+        (
+            {"searcher": {"sampler": "tpe", "sampler_options": {"multivariate": "yes"}}},
+            "searcher.sampler_options.multivariate: must be true or false, got 'yes'",
+        ),
+        (
+            {"searcher": {"sampler": "tpe", "sampler_options": [1]}},
+            "searcher.sampler_options: must be a table (mapping), got [1]",
+        ),
+        (
+            {"searcher": {"sampler_options": {"n_startup": 5}}},
+            "searcher.sampler_options: only the tpe sampler takes options (sampler is 'random'),"
+            " got {'n_startup': 5}",
+        ),
+        (
+            {
+                "searcher": {"sampler": "tpe"},
+                "space": {"lr": {"type": "uniform", "low": 0, "high": 1, "points": 4}},
+            },
+            "space.lr.points: is for the grid sampler only; the tpe sampler models the whole"
+            " range, got 4",
+        ),
+        (
+            {
+                "searcher": {"sampler": "tpe"},
+                "space": {"k": {"type": "choice", "values": [1]}, "n": {"type": "int", "low": 2, "high": 2}},
+            },
+            "space: the tpe sampler needs a parameter with more than one value",
         ),
         (
             {"searcher": {"min_resource": 10, "max_resource": 3}},
@@ -478,9 +511,9 @@ def float_bounds(draw: st.DrawFn, lo: float, hi: float) -> tuple[float, float]:
 
 
 @st.composite
-def params(draw: st.DrawFn, name: str, grid: bool) -> ParamSpec:
+def params(draw: st.DrawFn, name: str, grid: bool, points_ok: bool = True) -> ParamSpec:
     typ = draw(st.sampled_from(["uniform", "loguniform", "int", "choice"]))
-    points = draw(st.none() | st.integers(2, 4 if grid else 1000))
+    points = draw(st.none() | st.integers(2, 4 if grid else 1000)) if points_ok else None
     if typ == "uniform":
         lo, hi = draw(float_bounds(-1e300, 1e300))
         return ParamSpec(name, "uniform", low=lo, high=hi, points=points)
@@ -510,6 +543,17 @@ def searchers(draw: st.DrawFn, sampler: SamplerName) -> SearcherSpec:
         brackets=draw(st.sampled_from(["aggressive", "standard", "conservative"])),
         sampler=sampler,
         on_nan=draw(st.sampled_from(["stop", "retry"])),
+        sampler_options=draw(tpe_options()) if sampler == "tpe" else None,
+    )
+
+
+@st.composite
+def tpe_options(draw: st.DrawFn) -> TpeOptions:
+    return TpeOptions(
+        n_startup=draw(st.integers(1, 100_000)),
+        multivariate=draw(st.booleans()),
+        constant_liar=draw(st.booleans()),
+        n_ei_candidates=draw(st.integers(1, 10_000)),
     )
 
 
@@ -547,7 +591,10 @@ def specs(draw: st.DrawFn) -> Spec:
             draw(st.text("abc/._-", min_size=1, max_size=10)),
             *draw(st.lists(safe_text, max_size=5)),
         )
-    space = tuple(draw(params(n, sampler == "grid")) for n in space_names)
+    space = tuple(draw(params(n, sampler == "grid", sampler != "tpe")) for n in space_names)
+    if sampler == "tpe":  # a model needs something that varies
+        others = tuple(p for p in space if p.name != "tpe_x")
+        space = (ParamSpec("tpe_x", "uniform", low=0.0, high=1.0), *others)
     config = st.tuples(*(st.tuples(st.just(p.name), config_values(p)) for p in space))
     configs = draw(st.lists(config, min_size=1 if sampler == "fixed" else 0, max_size=3))
     return Spec(
@@ -669,3 +716,24 @@ def test_configs_are_not_checked_against_a_broken_space() -> None:
     with pytest.raises(SpecError) as e:
         parse_spec({**bad_space, "configs": [{"lr": 1.5}]})
     assert e.value.errors == ["space.lr.high: must be > low (2.0), got 1"]
+
+
+def test_tpe_options_defaults_and_round_trip() -> None:
+    base = {**copy.deepcopy(DESIGN), "searcher": {"sampler": "tpe"}}
+    spec = parse_spec(base)
+    assert spec.searcher.sampler_options == TpeOptions()
+    assert TpeOptions().n_startup == 10 and TpeOptions().multivariate and TpeOptions().constant_liar
+    assert parse_spec(spec_to_dict(spec)) == spec
+    assert spec_to_dict(spec)["searcher"]["sampler_options"] == {  # type: ignore[index]
+        "n_startup": 10,
+        "multivariate": True,
+        "constant_liar": True,
+        "n_ei_candidates": 24,
+    }
+    custom = parse_spec(
+        {**base, "searcher": {"sampler": "tpe", "sampler_options": {"n_startup": 4, "multivariate": False}}}
+    )
+    assert custom.searcher.sampler_options == TpeOptions(n_startup=4, multivariate=False)
+    # other samplers have no options, and their canonical form has no such key
+    assert parse_spec(copy.deepcopy(DESIGN)).searcher.sampler_options is None
+    assert "sampler_options" not in spec_to_dict(parse_spec(copy.deepcopy(DESIGN)))["searcher"]  # type: ignore[operator]

@@ -182,7 +182,12 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("max-res-inf", setp("searcher.max_resource", INF), "searcher.max_resource", "integer"),
     ("max-res-huge", setp("searcher.max_resource", 10**12), "searcher.max_resource", "<="),
     ("brackets", setp("searcher.brackets", "all"), "searcher.brackets", "must be one of"),
-    ("sampler-tpe", setp("searcher.sampler", "tpe"), "searcher.sampler", "not implemented"),
+    (
+        "tpe-option",
+        setp("searcher", {"sampler": "tpe", "sampler_options": {"n_ei_candidates": 0}}),
+        "searcher.sampler_options.n_ei_candidates",
+        "integer",
+    ),
     ("sampler-sobol", setp("searcher.sampler", "sobol"), "searcher.sampler", "must be one of"),
     ("on-nan", setp("searcher.on_nan", "ignore"), "searcher.on_nan", "must be one of"),
     ("on-nan-bool", setp("searcher.on_nan", False), "searcher.on_nan", "must be one of"),
