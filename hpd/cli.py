@@ -337,13 +337,22 @@ def events(state_dir: str | None, as_json: bool, exp: int) -> None:
                 time.strftime("%H:%M:%S", time.localtime(e["time"])),
                 e["type"],
                 e["trial"],
-                {k: v for k, v in e.items() if k not in skip},
+                _event_details(e, skip),
             ]
             for e in items
         ]
         _table(["seq", "time", "type", "trial", "details"], rows)
 
     _print(_run(lambda: _client(state_dir).call("events", exp=exp)), as_json, human)
+
+
+def _event_details(e: dict[str, Any], skip: set[str]) -> dict[str, Any]:
+    """An event's fields for people: a proposal as its one-line summary."""
+    out = {k: v for k, v in e.items() if k not in skip}
+    proposal = out.get("proposal")
+    if isinstance(proposal, dict) and "summary" in proposal:
+        out["proposal"] = proposal["summary"]
+    return out
 
 
 def _retrain_rows(r: dict[str, Any]) -> None:

@@ -90,8 +90,11 @@ def event_line(ev: dict[str, Any]) -> Text:
     kind = ev["type"]
     text = Text(f"{ev['seq']:>6} ", "dim")
     text.append(kind, "bold cyan" if kind == "promoted" else "red" if "fail" in kind else "")
-    skip = {"seq", "time", "type", "trial", "reason", "params", "gpus"}
+    skip = {"seq", "time", "type", "trial", "reason", "params", "gpus", "proposal"}
     text.append(" " + " ".join(f"{k}={fmt(v)}" for k, v in ev.items() if k not in skip))
+    proposal = ev.get("proposal")
+    if isinstance(proposal, dict) and proposal.get("summary"):
+        text.append(f" — proposed by {proposal['summary']}", "magenta")
     reason = ev.get("reason")
     if isinstance(reason, dict):
         why = (
