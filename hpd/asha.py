@@ -344,6 +344,12 @@ class Ladder:
     def results(self, trial: int) -> dict[int, float]:
         return dict(self._trial(trial).results)
 
+    def progress(self, trial: int) -> tuple[TrialState, int]:
+        """(state, number of results): changes whenever anything of the trial does, so a
+        reader may cache what it derived from the trial under this key."""
+        t = self._trial(trial)
+        return self._state(t), len(t.results)
+
     def rung_stats(self, bracket: int = 0) -> list[RungStats]:
         if not 0 <= bracket < len(self._rungs):
             raise LadderError(f"no bracket {bracket}")

@@ -396,9 +396,11 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         return None
 
     async def _propose(self, exp: Experiment, index: int) -> Proposal:
-        """Trial ``index``'s configuration. A model proposal runs in a worker thread: it costs
-        tens of milliseconds at a thousand results, and the loop must keep serving meanwhile
-        (the ladder cannot change under it: decisions are made under the mutex, held here)."""
+        """Trial ``index``'s configuration. A model proposal runs in a worker thread on a
+        snapshot of the observations: it costs tens of milliseconds at a thousand results,
+        and the loop must keep serving meanwhile. A result recorded while it runs is simply
+        not in its snapshot, as if it had come a moment after the decision (the decision
+        stays valid: results never change which trial index starts next)."""
         if not exp.wants_model(index):
             return exp.random_proposal(index)
         observations = exp.observations()

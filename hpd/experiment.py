@@ -119,6 +119,7 @@ class Experiment:
     trials: dict[int, Trial] = field(default_factory=dict)  # by ladder index
     queue: list[Trial] = field(default_factory=list)  # segments ready to (re)start
     _model: Any = None  # hpd.tpe.TpeModel, made on the first model proposal
+    _seen: dict[int, Observation] = field(default_factory=dict)  # observations() by index
 
     @classmethod
     def new(cls, exp_id: int, spec: Spec, state: str, created_at: float) -> Experiment:
@@ -155,13 +156,19 @@ class Experiment:
         """Every trial the ladder has created, in index order, as the model sees it."""
         out = []
         for idx in range(self.ladder.created):
-            results = self.ladder.results(idx)
-            values = tuple(
-                (self.ladder.resource_of(idx, rung), results[rung]) for rung in sorted(results)
-            )
-            params = self.trials[idx].params
-            out.append(Observation(idx, params, self.ladder.state_of(idx), values))
+            state, n = self.ladder.progress(idx)
+            obs = self._seen.get(idx)
+            if obs is None or obs.state != state or len(obs.values) != n:
+                obs = self._seen[idx] = self._observe(idx)
+            out.append(obs)
         return out
+
+    def _observe(self, idx: int) -> Observation:
+        results = self.ladder.results(idx)
+        values = tuple(
+            (self.ladder.resource_of(idx, rung), results[rung]) for rung in sorted(results)
+        )
+        return Observation(idx, self.trials[idx].params, self.ladder.state_of(idx), values)
 
     def random_proposal(self, index: int, startup: int | None = None) -> Proposal:
         """The sampler's configuration of ``index``: listed, random, grid or fixed. With

@@ -338,7 +338,7 @@ class TpeModel:
 
     def _trial(self, obs: Observation) -> FrozenTrial:
         cached = self._cache.get(obs.index)
-        if cached is not None and cached[0] == obs:
+        if cached is not None and (cached[0] is obs or cached[0] == obs):
             return cached[1]
         params = self._codec.to_optuna(obs.params)
         if params is None:  # outside the space: serve it as a failed trial, never modelled

@@ -218,3 +218,27 @@ def test_import_hpd_does_not_import_optuna() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_experiment_observations_follow_the_ladder() -> None:
+    """The daemon's snapshot (cached per trial) changes exactly when a trial's progress does."""
+    from hpd import asha
+    from hpd.experiment import Experiment, Trial
+
+    spec = _spec(mode="min")
+    exp = Experiment.new(1, spec, "running", 0.0)
+    rs = RandomSampler(spec)
+    for i in range(3):
+        d = exp.ladder.decide()
+        assert isinstance(d, asha.StartNew)
+        exp.trials[i] = Trial(i, 1, i, d.bracket, rs.params_for(i), "running", 0, 0)
+        exp.ladder.apply(asha.TrialCreated(i, d.bracket))
+    first = exp.observations()
+    assert [o.state for o in first] == ["running"] * 3 and all(o.values == () for o in first)
+    exp.ladder.apply(asha.ResultRecorded(1, 0, 0.25))
+    second = exp.observations()
+    assert second[0] is first[0] and second[2] is first[2]  # unchanged: the cached object
+    level = exp.ladder.resource_of(1, 0)
+    assert second[1].state == "paused" and second[1].values == ((level, 0.25),)
+    exp.ladder.apply(asha.TrialFailed(2))
+    assert exp.observations()[2].state == "failed"

@@ -1,0 +1,77 @@
+"""What one tpe proposal costs at 100, 1,000 and 10,000 results, and how much of it the
+daemon's event loop pays (building the observations; the model itself runs in a thread).
+
+The history is a real ladder's: an ASHA search (eta 3, 1..27 epochs) driven to N trials with
+random configurations on ``bench.quality``'s Hartmann-6 problem, four trials still in flight.
+Goals (issue 13): at most 20 ms at 1,000 results and 100 ms at 10,000.
+Run: ``python -m bench.proposal_cost [--sizes 100 1000 10000] [--repeats 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from bench.common import emit, machine, table
+from bench.quality import PROBLEMS, _spec
+from hpd import asha
+from hpd.experiment import Experiment, Trial
+
+
+def history(n: int) -> Experiment:
+    """An experiment whose ladder holds n trials: n - 4 with results, 4 running."""
+    exp = Experiment.new(1, _spec("tpe", 0, n + 1), "running", 0.0)
+    problem, ladder, running = PROBLEMS[1], exp.ladder, []
+    while ladder.created < n:
+        d = ladder.decide()
+        if isinstance(d, asha.StartNew):
+            params = exp.random_proposal(d.trial).params
+            exp.trials[d.trial] = Trial(d.trial, 1, d.trial, d.bracket, params, "running", 0, 0)
+            ladder.apply(asha.TrialCreated(d.trial, d.bracket))
+            idx, rung, resource = d.trial, d.rung, d.resource
+        elif isinstance(d, asha.Promote):
+            ladder.apply(asha.TrialPromoted(d.trial, d.from_rung, d.to_rung))
+            idx, rung, resource = d.trial, d.to_rung, d.resource
+        else:
+            break
+        if ladder.created > n - 4 and isinstance(d, asha.StartNew):
+            running.append(idx)  # in flight: no result yet
+            continue
+        value = problem.value(exp.trials[idx].params, resource, 0)
+        ladder.apply(asha.ResultRecorded(idx, rung, value))
+    return exp
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    rows, out = [], {}
+    for n in args.sizes:
+        exp = history(n)
+        model = exp.model()
+        loop_ms, model_ms = [], []
+        for r in range(args.repeats + 1):
+            t0 = time.perf_counter()
+            obs = exp.observations()
+            t1 = time.perf_counter()
+            model.propose(len(obs), obs)
+            t2 = time.perf_counter()
+            if r:  # the first call fills the model's cache of Optuna trials
+                loop_ms.append((t1 - t0) * 1e3)
+                model_ms.append((t2 - t1) * 1e3)
+        goal = 20.0 if n <= 1000 else 100.0
+        total = statistics.median(loop_ms) + statistics.median(model_ms)
+        rows.append([n, statistics.median(loop_ms), statistics.median(model_ms), total, goal])
+        out[str(n)] = {
+            "loop_ms": statistics.median(loop_ms),
+            "model_ms": statistics.median(model_ms),
+        }
+    print(table(["results", "on the loop ms", "model (thread) ms", "total ms", "goal ms"], rows))
+    emit({"bench": "proposal_cost", "sizes": out, "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()
