@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -e .
+	$(PIP) install -e '.[tpe]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.core

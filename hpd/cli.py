@@ -502,8 +502,12 @@ def demo(state_dir: str | None, keep: bool) -> None:
         _spawn_daemon(state_dir, [], env)
         started = True
     client = _client(state_dir)
-    exp = _run(lambda: client.submit(str(demo_mod.spec_path())))
-    click.echo(f"experiment {exp.id}: {demo_mod.dataset()[4]}, ASHA over 27 configurations")
+    spec, sampler = demo_mod.spec_to_submit()
+    exp = _run(lambda: client.submit(spec))
+    click.echo(
+        f"experiment {exp.id}: {demo_mod.dataset()[4]}, ASHA over 27 configurations,"
+        f" proposed by {sampler}"
+    )
     t0, last, tty = time.monotonic(), "", sys.stdout.isatty()
     while True:
         st = exp.status()

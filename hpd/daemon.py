@@ -406,7 +406,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         observations = exp.observations()
         model = exp.model()
         if not model.ready(observations):
-            return exp.random_proposal(index, startup=sum(1 for o in observations if o.values))
+            return exp.random_proposal(index, startup=model.results_of(observations))
         proposal: Proposal = await asyncio.to_thread(model.propose, index, observations)
         return proposal
 

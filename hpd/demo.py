@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import gzip
+import importlib.util
 import os
 import struct
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +119,15 @@ def train(ctx: TrialContext) -> None:
 
 def spec_path() -> Path:
     return Path(__file__).parent / "defaults" / "demo.toml"
+
+
+def spec_to_submit() -> tuple[str | dict[str, Any], str]:
+    """The demo spec (a path), or without Optuna the same search with random proposals (a
+    dict); and the name of the sampler it uses."""
+    if importlib.util.find_spec("optuna") is not None:
+        return str(spec_path()), "tpe"
+    with open(spec_path(), "rb") as f:
+        spec = tomllib.load(f)
+    spec["searcher"]["sampler"] = "random"
+    spec["workdir"] = str(spec_path().parent)
+    return spec, "random (Optuna not installed: pip install 'hpd[tpe]' for tpe)"

@@ -47,7 +47,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpd.space import Observation, Proposal
 from hpd.spec import ParamSpec, Scalar, Spec, TpeOptions
 
-__all__ = ["TpeModel", "distributions", "proposal_seed"]
+__all__ = ["TpeModel", "distributions", "proposal_seed", "results_of"]
 
 # Optuna marks multivariate and constant_liar experimental and logs every trial it creates.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -284,6 +284,11 @@ class _KnownSpaceTPE(optuna.samplers.TPESampler):
         return dict(self._known) if self._multivariate else {}
 
 
+def results_of(observations: Sequence[Observation]) -> int:
+    """Trials the model learns from: those with a rung result that are not in flight."""
+    return sum(1 for o in observations if o.values and o.state != "running")
+
+
 def proposal_seed(seed: int, index: int) -> int:
     """The seed of trial ``index``'s proposal: stable across runs, platforms and restarts."""
     digest = hashlib.sha256(f"hpd-tpe:{seed}:{index}".encode()).digest()
@@ -305,9 +310,13 @@ class TpeModel:
         self._cache: dict[int, tuple[Observation, FrozenTrial]] = {}
 
     def ready(self, observations: Sequence[Observation]) -> bool:
-        """Whether enough trials have a rung result for the model to propose."""
-        n = self.options.n_startup
-        return sum(1 for o in observations if o.values) >= n
+        """Whether enough trials have a rung result (and are not running again, as Optuna
+        counts finished trials) for the model to propose."""
+        return self.results_of(observations) >= self.options.n_startup
+
+    @staticmethod
+    def results_of(observations: Sequence[Observation]) -> int:
+        return results_of(observations)
 
     def propose(self, index: int, observations: Sequence[Observation]) -> Proposal:
         """The configuration of trial ``index`` given every other trial's observation.

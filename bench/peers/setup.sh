@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates the peers' own virtual environments for bench/overhead.py and bench/scaling.py:
 #   .bench-venvs/optuna  (optuna==5.0.0)
-#   .bench-venvs/ray     (ray[tune]==2.60.0)
+#   .bench-venvs/ray     (ray[tune]==2.60.0, optuna==5.0.0 for its OptunaSearch)
 # The peer scripts never import hpd; each runs in its own venv. Idempotent (a stamp per venv).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,4 +21,4 @@ make_venv() {  # name, pip args...
 
 which=${1:-all}
 if [[ $which == all || $which == optuna ]]; then make_venv optuna "optuna==5.0.0"; fi
-if [[ $which == all || $which == ray ]]; then make_venv ray "ray[tune]==2.60.0"; fi
+if [[ $which == all || $which == ray ]]; then make_venv ray "ray[tune]==2.60.0" "optuna==5.0.0"; fi  # optuna: OptunaSearch
