@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Log, Static
+import pytest
+from textual.widgets import Input, Log, Static
 
 from hpd.client import AsyncClient
 from tests.conftest import REPO
 from tests.tui.conftest import live_spec
 from tests.tui.helpers import until
 from tui.app import HpdApp
-from tui.screens import ConfirmScreen, TrialDetailScreen
+from tui.screens import ConfirmScreen, SubmitScreen, TrialDetailScreen
 from tui.widgets.banner import Banner
 from tui.widgets.curves import CurvesView
 from tui.widgets.experiments import ExperimentsTable
@@ -22,6 +23,10 @@ from tui.widgets.subset import SubsetTable
 from tui.widgets.trials import TrialsPanel
 
 SIZE = (160, 45)
+
+# Each test waits for several things in turn (each wait up to tests.waits.WAIT_S); on a loaded
+# machine they add up to more than pytest's default 120 s per test.
+pytestmark = pytest.mark.timeout(300)
 
 
 def _app(daemon: Any) -> HpdApp:
@@ -48,9 +53,17 @@ async def test_every_view_renders_a_live_search(daemon: Any) -> None:
         states = {str(trials.get_row(k)[1]) for k in trials.rows}
         assert states & {"running", "queued", "paused", "promotable"}
         assert app.query_one(SubsetTable).border_subtitle == "no trial uses a subset loader"
-        await pilot.press("slash", *"running", "enter")
+        # Keys go to whatever has the focus when the app reads them, and a focus change takes
+        # effect a message later: a key that follows one needs a wait for the focus first.
+        # (Pilot's own wait between keys is "until the process looks idle", which a starved
+        # process on a loaded machine looks all the time.)
+        await pilot.press("slash")
+        filt = app.query_one("#filter", Input)
+        await until(pilot, lambda: app.focused is filt)
+        await pilot.press(*"running", "enter")
         running = {"running"}
         await until(pilot, lambda: {str(trials.get_row(k)[1]) for k in trials.rows} == running)
+        await until(pilot, lambda: app.focused is trials)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TrialDetailScreen))
         screen = app.screen
@@ -59,7 +72,7 @@ async def test_every_view_renders_a_live_search(daemon: Any) -> None:
         )
         await until(pilot, lambda: screen.query_one(Log).line_count > 0)
         await pilot.press("escape")
-        assert not isinstance(app.screen, TrialDetailScreen)
+        await until(pilot, lambda: not isinstance(app.screen, TrialDetailScreen))
 
 
 async def test_pause_resume_cancel_with_confirmation(daemon: Any) -> None:
@@ -69,8 +82,15 @@ async def test_pause_resume_cancel_with_confirmation(daemon: Any) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.exp_id == exp.id and app.status)
         await pilot.press("p")
-        assert isinstance(app.screen, ConfirmScreen)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        # "n" must not pause. No window of time to watch: the dialog's answer reaches the app
+        # by its next idle moment, and a "yes" would start the pause in an "action" worker at
+        # once; that worker is either still running (seen here) or has paused the experiment
+        # in the daemon (seen below).
+        await pilot.pause()
+        assert not [w for w in app.workers if w.group == "action"]
         assert exp.status()["state"] == "running"
         for key, state in (("p", "paused"), ("r", "running"), ("c", "cancelled")):
             await pilot.press(key)
@@ -80,21 +100,30 @@ async def test_pause_resume_cancel_with_confirmation(daemon: Any) -> None:
             await until(pilot, lambda s=state: app.status.get("state") == s)
 
 
-async def test_submit_a_spec_file_and_open_experiments(daemon: Any, tmp_path: Path) -> None:
+async def test_submit_a_spec_file_and_open_experiments(
+    daemon: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``n`` submits a spec path; selecting an experiment row opens that experiment."""
     daemon.client().submit(live_spec())
     text = (REPO / "examples/synthetic/spec.toml").read_text()
     spec = tmp_path / "spec.toml"
     spec.write_text(text.replace('workdir = "../.."', f'workdir = "{REPO}"'))
+    # A relative path (the client resolves it against its own cwd): each key a test presses
+    # can take a second on a loaded machine, and tmp_path's absolute path is some 70 keys.
+    monkeypatch.chdir(tmp_path)
     app = _app(daemon)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.exp_id == 1)
-        await pilot.press("n", *str(spec), "enter")
+        await pilot.press("n")  # then wait for the dialog's input to have the focus, as above
+        await until(pilot, lambda: isinstance(app.focused, Input) and app.focused.id == "path")
+        assert isinstance(app.screen, SubmitScreen)
+        await pilot.press(*spec.name, "enter")
         await until(pilot, lambda: app.exp_id == 2 and app.status.get("id") == 2)
         table = app.query_one(ExperimentsTable)
         await until(pilot, lambda: table.row_count == 2)
         table.focus()
         table.move_cursor(row=table.get_row_index("1"))
+        await until(pilot, lambda: app.focused is table)
         await pilot.press("enter")
         await until(pilot, lambda: app.exp_id == 1 and app.sub_title.startswith("#1 "))
 
@@ -118,4 +147,4 @@ async def test_q_quits(daemon: Any) -> None:
     app = _app(daemon)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("q")
-        await until(pilot, lambda: not app.is_running, limit=5)
+        await until(pilot, lambda: not app.is_running)

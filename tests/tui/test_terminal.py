@@ -6,13 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO
 from tests.tui.conftest import live_spec
+from tests.waits import wait_until
 
 WANT = ("synthetic", "running", "GPUs", "gpu0:0", "ladder", "subset timings", "trials")
 
@@ -33,18 +33,20 @@ def test_hpd_tui_under_tmux(daemon: Any) -> None:
     _tmux(sock, "new-session", "-d", "-s", "tui", "-x", "160", "-y", "45", cmd)
     try:
         screen = ""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def shows_all() -> bool:
+            nonlocal screen
             screen = _tmux(sock, "capture-pane", "-p", "-t", "tui").stdout
-            if all(w in screen for w in WANT):
-                break
-            time.sleep(0.3)
-        assert all(w in screen for w in WANT), screen
+            return all(w in screen for w in WANT)
+
+        wait_until(shows_all, what="the main screen in tmux", detail=lambda: screen, interval=0.3)
         assert "Traceback" not in screen
         _tmux(sock, "send-keys", "-t", "tui", "q")
-        deadline = time.monotonic() + 10
-        while _tmux(sock, "has-session", "-t", "tui").returncode == 0:
-            assert time.monotonic() < deadline, "hpd tui did not quit on q"
-            time.sleep(0.1)
+        wait_until(
+            lambda: _tmux(sock, "has-session", "-t", "tui").returncode != 0,
+            what="hpd tui quitting on q",
+            detail=lambda: _tmux(sock, "capture-pane", "-p", "-t", "tui").stdout,
+            interval=0.1,
+        )
     finally:
         _tmux(sock, "kill-server")
