@@ -19,6 +19,13 @@ Three parts, each printing a table; a final JSON line with all of them:
 
     .venv/bin/python -m bench.gpu                # everything (about 20 minutes on an H100)
     .venv/bin/python -m bench.gpu --parts 1 --models resnet18
+
+Sizing flags (``bench/gpu_suite.sh`` uses them to fit a time budget): ``--processes`` (part 1's
+k), ``--start-delay`` (seconds part 1's processes get to start before they measure together),
+``--steps-per-epoch``, ``--trials``, ``--max-epochs``, ``--warmup``, ``--window``; ``--out FILE``
+writes the final JSON line there instead of appending it to ``bench/results/``. ``--device cpu
+--fake-gpus N`` runs the same code on the CPU, the daemon on N fake GPUs (a dry run of the
+plumbing; its figures mean nothing). Fashion-MNIST is read from ``$HPD_FASHION_MNIST`` when set.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-FASHION = REPO.parent / "shared" / "data" / "fashion-mnist"
+FASHION = Path(
+    os.environ.get("HPD_FASHION_MNIST") or REPO.parent / "shared" / "data" / "fashion-mnist"
+)
 STEPS_PER_EPOCH = {"cnn": 200, "resnet18": 100}
 
 
@@ -63,15 +72,20 @@ def data(model: str, device: Any) -> tuple[Any, Any, Any, Any]:
     if key not in _DATA:
         if model == "cnn":
 
-            def load(prefix: str) -> tuple[Any, Any]:
-                x = torch.from_numpy(_idx(FASHION / f"{prefix}-images-idx3-ubyte.gz").copy())
-                y = torch.from_numpy(_idx(FASHION / f"{prefix}-labels-idx1-ubyte.gz").copy())
+            def load(prefix: str, cap: int | None) -> tuple[Any, Any]:
+                x = torch.from_numpy(_idx(FASHION / f"{prefix}-images-idx3-ubyte.gz")[:cap].copy())
+                y = torch.from_numpy(_idx(FASHION / f"{prefix}-labels-idx1-ubyte.gz")[:cap].copy())
                 return (
                     x.float().div(255).sub(0.286).div(0.353).unsqueeze(1).to(device),
                     y.long().to(device),
                 )
 
-            _DATA[key] = (*load("train"), *load("t10k"))
+            # A dry run (--device cpu) trains and tests on a slice: seconds, not minutes.
+            cpu = device.type == "cpu"
+            _DATA[key] = (
+                *load("train", 4096 if cpu else None),
+                *load("t10k", 512 if cpu else None),
+            )
         else:
             g = torch.Generator().manual_seed(0)
             x = torch.randn(4096, 3, 32, 32, generator=g).to(device)
@@ -125,6 +139,15 @@ class Trainer:
         self.opt = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
         self.gen = torch.Generator(device=self.device).manual_seed(0)
 
+    def _autocast(self) -> Any:
+        # bf16 autocast on CUDA; on the CPU (a dry run) it would only slow the convs down.
+        cuda = self.device.type == "cuda"
+        return self.torch.autocast(self.device.type, dtype=self.torch.bfloat16, enabled=cuda)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
     def steps(self, n: int) -> int:
         """n optimiser steps; returns the samples trained (synchronised)."""
         torch = self.torch
@@ -133,20 +156,20 @@ class Trainer:
             idx = torch.randint(
                 0, self.x.shape[0], (self.batch,), device=self.device, generator=self.gen
             )
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with self._autocast():
                 out = self.net(self.x[idx].contiguous(memory_format=torch.channels_last))
                 loss = torch.nn.functional.cross_entropy(out, self.y[idx])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        torch.cuda.synchronize()
+        self._sync()
         return n * self.batch
 
     def accuracy(self) -> float:
         torch = self.torch
         self.net.eval()
         correct = 0
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.no_grad(), self._autocast():
             for i in range(0, self.tx.shape[0], 1024):
                 correct += (
                     (self.net(self.tx[i : i + 1024]).argmax(1) == self.ty[i : i + 1024])
@@ -159,9 +182,11 @@ class Trainer:
 # ---- part 1: plain processes --------------------------------------------------------------
 
 
-def plain_worker(model: str, batch: int, warmup: float, window: float, start_at: float) -> None:
+def plain_worker(
+    model: str, batch: int, warmup: float, window: float, start_at: float, device: str = "cuda"
+) -> None:
     """One plain training process: prints its samples/s over [start_at + warmup, + window]."""
-    t = Trainer(model, batch)
+    t = Trainer(model, batch, device=device)
     t.steps(5)
     while time.time() < start_at + warmup:
         t.steps(5)
@@ -172,14 +197,20 @@ def plain_worker(model: str, batch: int, warmup: float, window: float, start_at:
 
 
 def saturated(
-    model: str, batch: int, ks: list[int], warmup: float, window: float
+    model: str,
+    batch: int,
+    ks: list[int],
+    warmup: float,
+    window: float,
+    start_delay: float = 15.0,
+    device: str = "cuda",
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for k in ks:
-        start_at = time.time() + 15 + 2 * k  # all k processes start measuring together
+        start_at = time.time() + start_delay + 2 * k  # all k processes start measuring together
         code = (
             f"from bench.gpu import plain_worker; plain_worker({model!r}, {batch}, {warmup}, "
-            f"{window}, {start_at})"
+            f"{window}, {start_at}, {device!r})"
         )
         procs = [
             subprocess.Popen(
@@ -196,16 +227,10 @@ def saturated(
     return rows
 
 
-def cold_start() -> float:
+def cold_start(device: str = "cuda") -> float:
     t0 = time.monotonic()
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()",
-        ],
-        check=True,
-    )
+    code = "import torch; torch.zeros(1, device='cuda'); torch.cuda.synchronize()"
+    subprocess.run([sys.executable, "-c", code if device == "cuda" else "import torch"], check=True)
     return time.monotonic() - t0
 
 
@@ -215,23 +240,33 @@ def cold_start() -> float:
 def trial(ctx: Any) -> None:
     """The search's trial (entrypoint ``bench.gpu:trial``): reports accuracy and samples/s per epoch."""
     p = ctx.params
-    t = Trainer(p["model"], int(p["batch"]), float(p["lr"]), float(p["momentum"]), float(p["wd"]))
+    device = str(p.get("device", "cuda"))
+    t = Trainer(
+        p["model"], int(p["batch"]), float(p["lr"]), float(p["momentum"]), float(p["wd"]), device
+    )
     state = ctx.restore()
     if state is not None:
         t.net.load_state_dict(state["net"])
         t.opt.load_state_dict(state["opt"])
     for epoch in ctx.epochs():
         t0 = time.monotonic()
-        n = t.steps(STEPS_PER_EPOCH[p["model"]])
+        n = t.steps(int(p.get("steps") or STEPS_PER_EPOCH[p["model"]]))
         train_s = time.monotonic() - t0
         ctx.report(epoch, accuracy=t.accuracy(), samples=float(n), samples_per_s=n / train_s)
     ctx.checkpoint({"net": t.net.state_dict(), "opt": t.opt.state_dict()})
 
 
 def gpu_spec(
-    model: str, batch: int, searcher: str, trials: int, max_epochs: int, concurrent: int
+    model: str,
+    batch: int,
+    searcher: str,
+    trials: int,
+    max_epochs: int,
+    concurrent: int,
+    steps: int | None = None,
+    device: str = "cuda",
 ) -> dict[str, Any]:
-    return {
+    spec: dict[str, Any] = {
         "name": f"gpu-{model}-{searcher}",
         "metric": "accuracy",
         "mode": "max",
@@ -253,18 +288,29 @@ def gpu_spec(
         },
         "resources": {"gpus_per_trial": 1, "max_concurrent": concurrent},
     }
+    # Fixed facts ride in the space as one-value choices, as model and batch do.
+    if steps:
+        spec["space"]["steps"] = {"type": "choice", "values": [steps]}
+    if device != "cuda":
+        spec["space"]["device"] = {"type": "choice", "values": [device]}
+    return spec
 
 
 def real_daemon(
-    slots_per_gpu: int,
+    slots_per_gpu: int, fake_gpus: int = 0
 ) -> tuple[Any, subprocess.Popen[bytes], tempfile.TemporaryDirectory[str]]:
-    """A daemon on the real GPUs (bench.common.daemon always fakes them)."""
+    """A daemon on the real GPUs (bench.common.daemon always fakes them); on ``fake_gpus``
+    fake ones when that is nonzero (a dry run on the CPU)."""
     from hpd.client import Client
     from hpd.errors import HpdError
 
     tmp = tempfile.TemporaryDirectory(prefix="hpd-gpu-bench-")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HPD_")}
-    env.update(PYTHONPATH=str(REPO), HPD_LOG_LEVEL="WARNING")
+    keep = ("HPD_FASHION_MNIST",)  # where the trials' data is, not the daemon's settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPD_") or k in keep}
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env.update(PYTHONPATH=pythonpath, HPD_LOG_LEVEL="WARNING")
+    if fake_gpus:
+        env["HPD_FAKE_GPUS"] = str(fake_gpus)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -300,12 +346,16 @@ def search(
     trials: int,
     max_epochs: int,
     target: float | None = None,
+    steps: int | None = None,
+    device: str = "cuda",
+    fake_gpus: int = 0,
 ) -> dict[str, Any]:
-    client, proc, tmp = real_daemon(slots_per_gpu)
+    client, proc, tmp = real_daemon(slots_per_gpu, fake_gpus)
     try:
-        slots = slots_per_gpu * _gpu_count()
+        slots = slots_per_gpu * (fake_gpus or _gpu_count())
         t0 = time.time()
-        exp = client.submit(gpu_spec(model, batch, searcher, trials, max_epochs, slots))
+        spec = gpu_spec(model, batch, searcher, trials, max_epochs, slots, steps, device)
+        exp = client.submit(spec)
         exp.wait()
         wall = time.time() - t0
         exported = exp.export()["trials"]
@@ -332,12 +382,16 @@ def search(
     epochs = sum(
         int(e["resource"]) - int(e["from_epoch"]) for e in events if e["type"] == "segment_started"
     )
+    states: dict[str, int] = {}
+    for t in exported:
+        states[t["state"]] = states.get(t["state"], 0) + 1
     return {
         "model": model,
         "batch": batch,
         "slots_per_gpu": slots_per_gpu,
         "searcher": searcher,
         "trials": len(exported),
+        "trial_states": states,
         "epochs": epochs,
         "wall_s": wall,
         "samples_per_s": samples / wall,
@@ -365,13 +419,23 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.90, help="test accuracy for part 3 (cnn)")
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--window", type=float, default=20.0)
+    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4, 8], help="part 1's k")
+    ap.add_argument(
+        "--start-delay", type=float, default=15.0, help="part 1: seconds for k processes to start"
+    )
+    ap.add_argument(
+        "--steps-per-epoch", type=int, default=None, help="default: cnn 200, resnet 100"
+    )
+    ap.add_argument("--out", type=Path, default=None, help="write the JSON line here")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a dry run")
+    ap.add_argument("--fake-gpus", type=int, default=0, help="with --device cpu (default 1)")
     args = ap.parse_args()
     try:
         import torch
     except ImportError:
         print("bench/gpu.py: skipped: torch is not installed (this benchmark needs a CUDA GPU)")
         return
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print(
             "bench/gpu.py: skipped: torch.cuda.is_available() is False: no CUDA GPU on this "
             "machine; run it on the H100"
@@ -379,21 +443,33 @@ def main() -> None:
         return
     from bench.common import emit, machine, table
 
+    cpu = args.device == "cpu"
+    fake = max(1, args.fake_gpus) if cpu else 0
     out: dict[str, Any] = {
         "bench": "gpu",
+        "device": args.device,
         "machine": {
             **machine(),
-            "gpu": torch.cuda.get_device_name(0),
-            "gpus": torch.cuda.device_count(),
+            "gpu": f"{fake} fake GPUs (CPU dry run)" if cpu else torch.cuda.get_device_name(0),
+            "gpus": fake or torch.cuda.device_count(),
             "torch": torch.__version__,
         },
     }
+    sizes = {"device": args.device, "fake_gpus": fake, "steps": args.steps_per_epoch}
     if 1 in args.parts:
-        out["cold_start_s"] = cold_start()
+        out["cold_start_s"] = cold_start(args.device)
         sat = [
             r
             for m in args.models
-            for r in saturated(m, args.batch, [1, 2, 4, 8], args.warmup, args.window)
+            for r in saturated(
+                m,
+                args.batch,
+                args.processes,
+                args.warmup,
+                args.window,
+                args.start_delay,
+                args.device,
+            )
         ]
         out["saturated"] = sat
         print(
@@ -407,7 +483,7 @@ def main() -> None:
         rows = []
         for m in args.models:
             for n in args.slots_per_gpu:
-                r = search(m, args.batch, n, "asha", args.trials, args.max_epochs)
+                r = search(m, args.batch, n, "asha", args.trials, args.max_epochs, **sizes)
                 sat_best = max(
                     (s["samples_per_s"] for s in out.get("saturated", []) if s["model"] == m),
                     default=None,
@@ -454,12 +530,23 @@ def main() -> None:
             key=lambda r: r["samples_per_s"],
             default={"slots_per_gpu": 4},
         )["slots_per_gpu"]
-        asha = search("cnn", args.batch, best_n, "asha", args.trials, args.max_epochs, args.target)
+        asha = search(
+            "cnn", args.batch, best_n, "asha", args.trials, args.max_epochs, args.target, **sizes
+        )
         # The same budget: as many full-length random trials as ASHA's epochs allow.
         n_random = max(1, round(asha["epochs"] / args.max_epochs))
         ttt = [
             asha,
-            search("cnn", args.batch, best_n, "random", n_random, args.max_epochs, args.target),
+            search(
+                "cnn",
+                args.batch,
+                best_n,
+                "random",
+                n_random,
+                args.max_epochs,
+                args.target,
+                **sizes,
+            ),
         ]
         out["time_to_target"] = ttt
         print(
@@ -483,8 +570,24 @@ def main() -> None:
                 ],
             )
         )
-    emit(out)
+    if args.out is None:
+        emit(out)
+    else:  # the caller keeps it (bench/gpu_suite.sh); nothing appended to bench/results/
+        line = json.dumps(out)
+        print(line)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(line + "\n")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a `timeout`) unwinds like an exception, so that each search's daemon stops and its dir goes.
+
+    Once only: `timeout` signals the process and then its process group, and a second exit
+    inside the cleanup would cut it short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     main()

@@ -10,7 +10,8 @@ cost as a fraction of one full-data epoch. Then a micro-benchmark: GRAD-MATCH se
     python bench/subset.py                       # CPU, small MLP, a few minutes
     python bench/subset.py --device cuda --model resnet18 --amp
 
-Prints a table and, last, one JSON line. Owns nothing the daemon uses.
+Prints a table and, last, one JSON line (also written to ``--out FILE`` when given). Owns
+nothing the daemon uses.
 """
 
 from __future__ import annotations
@@ -57,13 +58,16 @@ def _load_data_module() -> Any:
     return mod
 
 
-def load(device: torch.device, limit: int | None) -> tuple[torch.Tensor, ...]:
+def load(
+    device: torch.device, limit: int | None, test_limit: int | None = None
+) -> tuple[torch.Tensor, ...]:
     data = _load_data_module()
     out = []
     for split in ("train", "test"):
         x, y = data.load_fashion_mnist(split=split)
-        if split == "train" and limit:
-            x, y = x[:limit], y[:limit]
+        cap = limit if split == "train" else test_limit
+        if cap:
+            x, y = x[:cap], y[:cap]
         xt = torch.from_numpy(x.copy()).float().div_(255).sub_(0.2860).div_(0.3530)[:, None]
         out += [xt.to(device), torch.from_numpy(y).to(device)]
     return tuple(out)
@@ -258,17 +262,19 @@ def main() -> None:
     p.add_argument(
         "--train-limit", type=int, default=0, help="use only the first N training images"
     )
+    p.add_argument("--test-limit", type=int, default=0, help="test on only the first N test images")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fill-weight", type=float, default=1.0, help="GRAD-MATCH fill (of n/k)")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON line here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     args.amp = bool(args.amp and device.type == "cuda")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = load(device, args.train_limit or None)
+    data = load(device, args.train_limit or None, args.test_limit or None)
     strategies = [s for s in args.strategies.split(",") if s]
     results: dict[str, dict[str, Any]] = {}
     full_model = None
@@ -301,7 +307,11 @@ def main() -> None:
         "results": results,
         "micro": mic,
     }
-    print(json.dumps(summary))
+    line = json.dumps(summary)
+    print(line)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(line + "\n")
 
 
 def report(

@@ -169,10 +169,14 @@ def _answers(client: Client) -> bool:
 
 
 @contextlib.contextmanager
-def private_daemon(cpu_slots: int | None, log: Path) -> Iterator[Client]:
+def private_daemon(
+    cpu_slots: int | None, log: Path, slots_per_gpu: int | None = None
+) -> Iterator[Client]:
     """``hpd start --foreground`` in a temporary state dir, SIGTERM-ed on exit."""
     with tempfile.TemporaryDirectory(prefix="hpd-study-") as tmp:
         args = ["--cpu-slots", str(cpu_slots)] if cpu_slots else []
+        if slots_per_gpu:
+            args += ["--slots-per-gpu", str(slots_per_gpu)]
         cmd = [sys.executable, "-m", "hpd", "start", "--foreground", "--state-dir", tmp, *args]
         env = dict(os.environ)
         env.pop("HPD_HOME", None)  # --state-dir says where; nothing else may redirect it
@@ -533,6 +537,9 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--state-dir", default=None, help="the daemon to use (default: $HPD_HOME)")
     p.add_argument("--no-start", action="store_true", help="fail if no daemon is running")
     p.add_argument("--cpu-slots", type=int, default=None, help="for a private daemon")
+    p.add_argument(
+        "--slots-per-gpu", type=int, default=None, help="for a private daemon (trials per GPU)"
+    )
     return p.parse_args(argv)
 
 
@@ -560,7 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             log = (out / "daemon.log").resolve()
             clock.say(f"no daemon running: starting a private one (log: {log})")
-            client = stack.enter_context(private_daemon(a.cpu_slots, log))
+            client = stack.enter_context(private_daemon(a.cpu_slots, log, a.slots_per_gpu))
         report = run_study(client, scale, out, dataset=a.dataset, device=a.device, clock=clock)
     print()
     print((out / "results.md").read_text())
@@ -570,5 +577,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a `timeout`) unwinds like an exception, so a private daemon stops, its dir goes.
+
+    Once only: `timeout` signals the process and then its process group, and a second exit
+    inside the cleanup would cut it short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())
