@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # The CPU build of torch (local wheel on our machines); an unpinned torch pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-fast check lint format typecheck bench bench-peers clean
+.PHONY: demo test test-fast check lint format typecheck bench bench-peers bench-gpu-dry clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ bench: $(VENV)/.dev bench-peers
 	$(PY) -m bench.asynchrony
 	$(PY) -m bench.subset
 	$(PY) -m bench.gpu
+	$(PY) -m bench.quality --seeds 10
+	$(PY) -m bench.proposal_cost
+	$(PY) -m bench.anytime --seeds 3 --seconds 40
+
+# The GPU checks' script on the CPU (tiny sizes, fake GPUs); on a GPU: bash bench/gpu_suite.sh --wheels DIR --data DIR
+bench-gpu-dry: $(VENV)/.dev
+	bash bench/gpu_suite.sh --dry-run
 
 # Optuna and Ray Tune in their own venvs (.bench-venvs/), never in hpd's.
 bench-peers:
