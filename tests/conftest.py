@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 
 from hpd.client import Client
 from hpd.errors import HpdError
+from tests.waits import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,17 +33,22 @@ class DaemonProcess:
         cmd = [sys.executable, "-m", "hpd", "start", "--foreground", "--state-dir", str(self.state), *self.args]
         log = open(self.state.parent / "daemon.out", "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=REPO)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited: {(self.state.parent / 'daemon.out').read_text()[-2000:]}")
-            try:
-                with Client(self.state, timeout=2) as c:
-                    c.ping()
-                return self
-            except (HpdError, OSError):
-                time.sleep(0.05)
-        raise RuntimeError("daemon did not start")
+        wait_until(self._answers, what="the daemon answering a ping", detail=self._out)
+        return self
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"daemon exited: {self._out()}")
+        try:
+            with Client(self.state, timeout=2) as c:
+                c.ping()
+        except (HpdError, OSError):
+            return False
+        return True
+
+    def _out(self) -> str:
+        return (self.state.parent / "daemon.out").read_text()[-2000:]
 
     def client(self) -> Client:
         return Client(self.state)

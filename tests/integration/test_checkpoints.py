@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
 from typing import Any
 
 from examples.synthetic.train import loss
 from tests.conftest import synthetic_spec
+from tests.waits import wait_until
 
 
 def _sql(state: Any, query: str) -> list[tuple[Any, ...]]:
@@ -31,10 +31,10 @@ def _search_across_a_restart(daemon_factory: Any, slots: int = 2) -> tuple[Any, 
     )
     with d.client() as c:
         exp = c.submit(spec)
-        deadline = time.monotonic() + 60
-        while len([e for e in exp.events() if e["type"] == "result"]) < 6:
-            assert time.monotonic() < deadline, "no results"
-            time.sleep(0.05)
+        wait_until(
+            lambda: len([e for e in exp.events() if e["type"] == "result"]) >= 6,
+            what="6 results",
+        )
     d.stop()  # paused trials now hold inline and directory checkpoints
     paused = _sql(d.state, "SELECT ckpt_path FROM trials WHERE state = 'paused'")
     assert ("inline",) in paused, paused

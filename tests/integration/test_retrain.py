@@ -18,6 +18,7 @@ import pytest
 from examples.synthetic.train import loss
 from hpd.errors import RemoteError
 from tests.conftest import DaemonProcess, synthetic_spec
+from tests.waits import WAIT_S
 
 
 def _hpd(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -103,7 +104,7 @@ def test_retrain_refusals_name_the_problem_and_change_nothing(daemon: DaemonProc
     with daemon.client() as c:
         running = c.submit(slow)
         done = c.submit(synthetic_spec(searcher={"max_trials": 3, "max_resource": 3}))
-        done.wait(timeout=60)
+        done.wait(timeout=WAIT_S)
         before = len(c.experiments())
 
     cases = [
@@ -132,8 +133,8 @@ def test_listed_configs_run_first_then_the_sampler(daemon: DaemonProcess) -> Non
             synthetic_spec(searcher={"sampler": "fixed", "max_trials": 10}, configs=configs)
         )
         seeded = c.submit(synthetic_spec(searcher={"max_trials": 5}, configs=configs))
-        assert fixed.wait(timeout=60)["state"] == "completed"
-        assert seeded.wait(timeout=60)["state"] == "completed"
+        assert fixed.wait(timeout=WAIT_S)["state"] == "completed"
+        assert seeded.wait(timeout=WAIT_S)["state"] == "completed"
         fixed_trials = sorted(fixed.trials(), key=lambda t: t["index"])
         seeded_trials = sorted(seeded.trials(), key=lambda t: t["index"])
     # "fixed": exactly the listed configurations, even though max_trials allows more

@@ -8,7 +8,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from examples.synthetic.train import loss
 from tests.conftest import REPO, DaemonProcess, synthetic_spec
 from tests.integration.asha_check import check_asha
+from tests.waits import WAIT_S, wait_until
 
 
 def _command(spec: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +54,7 @@ def _assert_no_shared_gpu(events: list[dict[str, Any]]) -> None:
     assert len(spans) == 4
 
 
+@pytest.mark.timeout(300)  # the wait below may take 240 s: a command trial per segment is CPU-bound
 @pytest.mark.parametrize("kind", ["entrypoint", "command"])
 def test_81_trial_asha_search_is_valid_and_exact(daemon: DaemonProcess, kind: str) -> None:
     """The acceptance search: 81 trials, 1..27 epochs, eta 3, on 4 fake GPUs."""
@@ -99,16 +100,16 @@ def _assert_one_checkpoint_each(daemon: DaemonProcess, exp_id: int, trials: list
     """Replaced checkpoints are deleted (after the segment's answer, so allow a moment)."""
     root = daemon.state / "experiments" / str(exp_id) / "trials"
     left: dict[int, list[str]] = {}
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def one_each() -> bool:
+        nonlocal left
         left = {
             t["id"]: sorted(p.name for p in (root / str(t["id"]) / "checkpoints").iterdir())
             for t in trials
         }
-        if all(len(names) == 1 for names in left.values()):
-            break
-        time.sleep(0.1)
-    assert all(len(names) == 1 for names in left.values()), left
+        return all(len(names) == 1 for names in left.values())
+
+    wait_until(one_each, what="one checkpoint left per trial", detail=lambda: left, interval=0.1)
     for t in trials:  # and the one left is the registered one: of the trial's last epoch
         assert re.fullmatch(rf"ckpt-{t['checkpoint_epoch']}-a\d+", left[t["id"]][0]), t
 
@@ -146,7 +147,7 @@ def test_stop_and_restart_resumes_the_search(daemon: DaemonProcess) -> None:
     spec = synthetic_spec(space={"sleep": {"type": "choice", "values": [0.05]}})
     with daemon.client() as c:
         exp = c.submit(spec)
-        _wait_for(lambda: sum(1 for t in exp.trials() if t["results"]) >= 6)
+        wait_until(lambda: sum(1 for t in exp.trials() if t["results"]) >= 6)
     assert daemon.stop() == 0
     daemon.start()
     with daemon.client() as c:
@@ -169,9 +170,9 @@ def test_pause_frees_gpus_and_resume_continues(daemon: DaemonProcess) -> None:
     spec = synthetic_spec(space={"sleep": {"type": "choice", "values": [0.05]}})
     with daemon.client() as c:
         exp = c.submit(spec)
-        _wait_for(lambda: any(t["state"] == "running" for t in exp.trials()))
+        wait_until(lambda: any(t["state"] == "running" for t in exp.trials()))
         assert exp.pause()["state"] == "paused"
-        _wait_for(lambda: c.call("daemon")["running"] == 0)
+        wait_until(lambda: c.call("daemon")["running"] == 0)
         assert exp.status()["state"] == "paused"
         assert not any(t["state"] == "running" for t in exp.trials())
         exp.resume()
@@ -183,9 +184,9 @@ def test_cancel_stops_everything(daemon: DaemonProcess) -> None:
     spec = synthetic_spec(space={"sleep": {"type": "choice", "values": [0.2]}})
     with daemon.client() as c:
         exp = c.submit(spec)
-        _wait_for(lambda: any(t["state"] == "running" for t in exp.trials()))
+        wait_until(lambda: any(t["state"] == "running" for t in exp.trials()))
         exp.cancel()
-        _wait_for(lambda: c.call("daemon")["running"] == 0)
+        wait_until(lambda: c.call("daemon")["running"] == 0)
         assert exp.status()["state"] == "cancelled"
         assert all(t["state"] in ("cancelled", "stopped", "completed") for t in exp.trials())
 
@@ -204,7 +205,7 @@ def test_cli_round_trip(daemon: DaemonProcess, tmp_path: Any) -> None:
 
     exp_id = json.loads(hpd("submit", str(spec_path), "--json"))["id"]
     with daemon.client() as c:
-        c.experiment(exp_id).wait(timeout=60)
+        c.experiment(exp_id).wait(timeout=WAIT_S)
     status = json.loads(hpd("status", str(exp_id), "--json"))
     assert {"id", "name", "state", "trials", "best"} <= status.keys()
     assert {"trial", "value", "params"} <= status["best"].keys()
@@ -253,13 +254,3 @@ def test_second_start_says_already_running(daemon: DaemonProcess) -> None:
     assert out.returncode != 0
     assert "already running" in out.stderr
 
-
-def _wait_for(pred: Any, timeout: float = 60) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")

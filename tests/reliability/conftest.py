@@ -22,6 +22,7 @@ import pytest
 
 from hpd.client import Client
 from hpd.errors import HpdError
+from tests.waits import WAIT_S, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -109,17 +110,17 @@ class DaemonProc:
     def socket(self) -> Path:
         return self.client().layout.socket
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_ready(self, timeout: float = WAIT_S) -> None:
+        def answers() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.tail()}")
             with contextlib.suppress(HpdError, OSError), self.client(timeout=2) as c:
                 c.ping()
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"daemon not ready in {timeout} s:\n{self.tail()}")
+                return True
+            return False
+
+        wait_until(answers, timeout, what="daemon ready", detail=self.tail, interval=0.02)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -211,7 +212,11 @@ def processes_of_daemon(pid: int) -> list[int]:
     return found
 
 
-def wait_no_processes_of(pid: int, timeout: float = 5.0) -> list[int]:
+def wait_no_processes_of(pid: int, timeout: float = 30.0) -> list[int]:
+    """The processes of daemon ``pid`` still alive after waiting up to ``timeout`` s for none.
+
+    They die with their daemon (PR_SET_PDEATHSIG): within moments, unless the machine is busy.
+    """
     deadline = time.monotonic() + timeout
     left = processes_of_daemon(pid)
     while left and time.monotonic() < deadline:

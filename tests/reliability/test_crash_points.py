@@ -16,6 +16,7 @@ import pytest
 from hpd.errors import HpdError
 from tests.integration.asha_check import check_asha
 from tests.reliability.conftest import DaemonProc, base_spec, final_ladder, wait_no_processes_of
+from tests.waits import WAIT_S, wait_until
 
 SPEC = base_spec(
     searcher={"max_trials": 9, "max_resource": 9, "min_resource": 1, "eta": 3},
@@ -49,17 +50,18 @@ def _submit(d: DaemonProc, spec: dict[str, Any]) -> int | None:
         return None  # the daemon died inside submit
 
 
-def _finish(d: DaemonProc, timeout: float = 60) -> list[dict[str, Any]]:
+def _finish(d: DaemonProc, timeout: float = WAIT_S) -> list[dict[str, Any]]:
     with d.client(timeout=30) as c:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ended() -> list[dict[str, Any]]:
             exps = c.experiments()
             if exps and all(e["state"] in ("completed", "failed", "cancelled") for e in exps):
-                assert len(exps) == 1, exps
-                assert exps[0]["state"] == "completed", exps
-                return c.call("trials", exp=exps[0]["id"])  # type: ignore[no-any-return]
-            time.sleep(0.05)
-    raise AssertionError(f"search not finished in {timeout} s:\n{d.tail()}")
+                return exps  # type: ignore[no-any-return]
+            return []
+
+        exps = wait_until(ended, timeout, what="search finished", detail=d.tail)
+        assert len(exps) == 1, exps
+        assert exps[0]["state"] == "completed", exps
+        return c.call("trials", exp=exps[0]["id"])  # type: ignore[no-any-return]
 
 
 def _run_case(
@@ -73,28 +75,26 @@ def _run_case(
     d = make(cpu_slots=1)
     d.start(fault=fault)
     exp_id = _submit(d, spec)
-    died = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def died_or_done() -> str | None:
         if not d.alive():
-            died = True
-            break
+            return "died"
         try:
             with d.client(timeout=10) as c:
                 exps = c.experiments()
         except (HpdError, OSError):
-            continue
-        if exps and exps[0]["state"] == "completed":
-            break
-        time.sleep(0.05)
+            return None
+        return "done" if exps and exps[0]["state"] == "completed" else None
+
+    died = wait_until(died_or_done, what=f"{fault}: a crash or the end", detail=d.tail) == "died"
     if died:
         assert d.proc is not None and d.proc.returncode == 137, d.tail()
-        assert not wait_no_processes_of(d.pids[-1], 3.0), f"{fault}: orphans"
+        assert not wait_no_processes_of(d.pids[-1]), f"{fault}: orphans"
         assert d.integrity() == "ok"
         for extra in restart_faults:
             d.start(fault=extra, wait=False)
-            assert d.wait_exit(30) == 137, f"{extra} not reached:\n{d.tail()}"
-            assert not wait_no_processes_of(d.pids[-1], 3.0), f"{extra}: orphans"
+            assert d.wait_exit(WAIT_S) == 137, f"{extra} not reached:\n{d.tail()}"
+            assert not wait_no_processes_of(d.pids[-1]), f"{extra}: orphans"
             assert d.integrity() == "ok"
         d.start()
         if exp_id is None and not d.client().experiments():
