@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from hpd import protocol
 from hpd.trial import INLINE_MAX
 from tests.reliability.conftest import base_spec
+from tests.waits import WAIT_S, wait_until
 
 
 def _events(exp: Any, type_: str) -> list[dict[str, Any]]:
@@ -22,7 +22,7 @@ def test_crash_is_retried_with_backoff_then_completes(make_daemon: Any) -> None:
     d.start()
     spec = base_spec(limits={"max_restarts": 1})
     exp = d.client().submit(spec)
-    st = exp.wait(timeout=60)
+    st = exp.wait(timeout=WAIT_S)
     assert st["state"] == "completed"
     trials = exp.trials()
     assert all(t["state"] in ("completed", "stopped") for t in trials), trials
@@ -47,7 +47,7 @@ def test_max_restarts_exceeded_fails_the_trial(make_daemon: Any) -> None:
         limits={"max_restarts": 2},
     )
     exp = d.client().submit(spec)
-    st = exp.wait(timeout=60)
+    st = exp.wait(timeout=WAIT_S)
     assert st["state"] == "failed"  # nothing ever produced a result
     trials = exp.trials()
     assert [t["state"] for t in trials] == ["failed", "failed"]
@@ -65,16 +65,19 @@ def test_progress_timeout_kills_and_retries(make_daemon: Any) -> None:
         searcher={"max_trials": 1, "max_resource": 3, "min_resource": 3},
         limits={"max_restarts": 2, "progress_timeout_s": 1.5},
     )
-    t0 = time.monotonic()
     exp = d.client().submit(spec)
-    st = exp.wait(timeout=60)
-    took = time.monotonic() - t0
+    st = exp.wait(timeout=WAIT_S)
     assert st["state"] == "completed", st
     (t,) = exp.trials()
     assert t["restarts"] == 1 and t["state"] == "completed"
     (ev,) = _events(exp, "segment_failed")
     assert "no progress for 1.5 s" in ev["reason"]
-    assert 1.5 <= took < 15
+    # The hung segment was killed 1.5 s after its last progress, not at some later limit:
+    # timed by the daemon's own event clock, from the segment's start to its failure (its
+    # trial's start-up and first epoch included), so neither the client's waits nor the
+    # retry's run, both slow on a loaded machine, count.
+    first = _events(exp, "segment_started")[0]
+    assert 1.5 <= ev["time"] - first["time"] < 15
 
 
 def _raw_call(path: str, op: str, **args: Any) -> protocol.Response:
@@ -91,22 +94,20 @@ def _raw_call(path: str, op: str, **args: Any) -> protocol.Response:
     return protocol.decode_response(buf)
 
 
-def test_stale_attempt_report_is_refused_and_not_recorded(make_daemon: Any) -> None:
-    d = make_daemon(cpu_slots=1, extra_env={"HPD_TEST_SLEEP": "0.4"})
+def test_stale_attempt_report_is_refused_and_not_recorded(make_daemon: Any, tmp_path: Any) -> None:
+    # The segment waits at its first epoch until the gate exists, so it is still running
+    # (the refusals below need it to be) however long the checks take.
+    gate = tmp_path / "gate"
+    d = make_daemon(cpu_slots=1, extra_env={"HPD_TEST_GATE": str(gate)})
     d.start()
     spec = base_spec(
-        entrypoint="tests.reliability.trials:slow",
+        entrypoint="tests.reliability.trials:gated",
         searcher={"max_trials": 1, "max_resource": 3, "min_resource": 3},
     )
     c = d.client()
     exp = c.submit(spec)
-    deadline = time.monotonic() + 20
-    attempt = None
-    while attempt is None and time.monotonic() < deadline:
-        started = _events(exp, "segment_started")
-        attempt = started[0]["attempt"] if started else None
-        time.sleep(0.05)
-    assert attempt is not None
+    started = wait_until(lambda: _events(exp, "segment_started"), what="a segment started")
+    attempt = started[0]["attempt"]
     trial = started[0]["trial"]
     sock = str(d.socket)
     # a zombie of an older attempt, and a report for a trial that is not running
@@ -136,7 +137,9 @@ def test_stale_attempt_report_is_refused_and_not_recorded(make_daemon: Any) -> N
     for args, why in bad_inline:
         r = _raw_call(sock, "checkpoint", trial=trial, attempt=attempt, **args)
         assert not r.ok and why in r.error_message, (args, r)
-    st = exp.wait(timeout=30)
+    assert exp.status()["trials"] == {"running": 1}  # all of it refused while it ran
+    gate.touch()
+    st = exp.wait(timeout=WAIT_S)
     assert st["state"] == "completed"
     d.stop()
     values = [r[0] for r in d.sql("SELECT data FROM metrics")]
@@ -155,7 +158,7 @@ def test_nan_stop_is_recorded_and_never_promoted(make_daemon: Any) -> None:
         searcher={"on_nan": "stop", "max_trials": 9},
     )
     exp = d.client().submit(spec)
-    st = exp.wait(timeout=60)
+    st = exp.wait(timeout=WAIT_S)
     assert st["state"] == "completed"
     trials = exp.trials()
     nan_trials = [t for t in trials if t["params"]["k"] == 0]
@@ -179,7 +182,7 @@ def test_nan_retry_retries_the_segment(make_daemon: Any) -> None:
         searcher={"on_nan": "retry", "max_trials": 3, "max_resource": 3},
     )
     exp = d.client().submit(spec)
-    st = exp.wait(timeout=60)
+    st = exp.wait(timeout=WAIT_S)
     assert st["state"] == "completed"
     for t in exp.trials():
         assert t["restarts"] == 1, t
@@ -189,21 +192,20 @@ def test_nan_retry_retries_the_segment(make_daemon: Any) -> None:
 
 
 @pytest.mark.parametrize("value", ["abc", None, [1], {"x": 1}])
-def test_non_numeric_metric_is_refused(make_daemon: Any, value: Any) -> None:
-    d = make_daemon(cpu_slots=1, extra_env={"HPD_TEST_SLEEP": "0.3"})
+def test_non_numeric_metric_is_refused(make_daemon: Any, tmp_path: Any, value: Any) -> None:
+    gate = tmp_path / "gate"  # the segment runs until the gate exists, as in the test above
+    d = make_daemon(cpu_slots=1, extra_env={"HPD_TEST_GATE": str(gate)})
     d.start()
     spec = base_spec(
-        entrypoint="tests.reliability.trials:slow",
+        entrypoint="tests.reliability.trials:gated",
         searcher={"max_trials": 1, "max_resource": 3, "min_resource": 3},
     )
     exp = d.client().submit(spec)
-    deadline = time.monotonic() + 20
-    started: list[dict[str, Any]] = []
-    while not started and time.monotonic() < deadline:
-        started = _events(exp, "segment_started")
-        time.sleep(0.05)
+    started = wait_until(lambda: _events(exp, "segment_started"), what="a segment started")
     r = _raw_call(str(d.socket), "report", trial=started[0]["trial"],
                   attempt=started[0]["attempt"], epoch=1, metrics={"loss": value})
-    assert not r.ok, r
+    # refused for its value (the segment is still running: not as a stale attempt)
+    assert not r.ok and "metrics: not a number" in r.error_message, r
     assert d.client().ping()
-    assert exp.wait(timeout=30)["state"] == "completed"
+    gate.touch()
+    assert exp.wait(timeout=WAIT_S)["state"] == "completed"

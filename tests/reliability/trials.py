@@ -67,3 +67,14 @@ def growing_state(ctx: TrialContext) -> None:
         state = {"epochs": epoch, "pad": b"x" * (INLINE_MAX + 1 if epoch == 3 else 10)}
         ctx.report(epoch, loss=loss(lr, mom, epoch))
         ctx.checkpoint(state)
+
+
+def gated(ctx: TrialContext) -> None:
+    """Like ``slow``, but each epoch waits for the file HPD_TEST_GATE to exist (at most 120 s):
+    the segment stays running, with no report made, for as long as the test needs it to."""
+    gate = os.environ["HPD_TEST_GATE"]
+    deadline = time.monotonic() + 120
+    for epoch in ctx.epochs():
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ctx.report(epoch, loss=1.0 / epoch)
