@@ -14,32 +14,24 @@ import statistics
 import time
 
 from bench.common import emit, machine, table
-from bench.quality import PROBLEMS, _spec
+from bench.quality import PROBLEMS, _spec, next_segment
 from hpd import asha
-from hpd.experiment import Experiment, Trial
+from hpd.experiment import Experiment
 
 
 def history(n: int) -> Experiment:
     """An experiment whose ladder holds n trials: n - 4 with results, 4 running."""
     exp = Experiment.new(1, _spec("tpe", 0, n + 1), "running", 0.0)
-    problem, ladder, running = PROBLEMS[1], exp.ladder, []
-    while ladder.created < n:
-        d = ladder.decide()
-        if isinstance(d, asha.StartNew):
-            params = exp.random_proposal(d.trial).params
-            exp.trials[d.trial] = Trial(d.trial, 1, d.trial, d.bracket, params, "running", 0, 0)
-            ladder.apply(asha.TrialCreated(d.trial, d.bracket))
-            idx, rung, resource = d.trial, d.rung, d.resource
-        elif isinstance(d, asha.Promote):
-            ladder.apply(asha.TrialPromoted(d.trial, d.from_rung, d.to_rung))
-            idx, rung, resource = d.trial, d.to_rung, d.resource
-        else:
+    problem = PROBLEMS[1]
+    while exp.ladder.created < n:
+        step = next_segment(exp, lambda e, i: e.random_proposal(i).params)
+        if step is None:
             break
-        if ladder.created > n - 4 and isinstance(d, asha.StartNew):
-            running.append(idx)  # in flight: no result yet
-            continue
+        idx, rung, resource = step
+        if exp.ladder.created > n - 4 and exp.ladder.rung_of(idx) == 0:
+            continue  # the last 4 new trials stay in flight: no result yet
         value = problem.value(exp.trials[idx].params, resource, 0)
-        ladder.apply(asha.ResultRecorded(idx, rung, value))
+        exp.ladder.apply(asha.ResultRecorded(idx, rung, value))
     return exp
 
 

@@ -87,27 +87,37 @@ def _hpd_params(exp: Experiment, index: int) -> Params:
 def hpd_search(problem: Problem, sampler: str, seed: int, budget: int) -> Log:
     """One slot, the daemon's decisions, until ``budget`` epochs are spent."""
     exp = Experiment.new(1, _spec(sampler, seed, 100_000), "running", 0.0)
-    ladder, log, spent = exp.ladder, Log(), 0
+    log, spent = Log(), 0
     reached: dict[int, int] = {}  # trial -> epochs trained
     while spent < budget:
-        d = ladder.decide()
-        if isinstance(d, asha.StartNew):
-            params = _hpd_params(exp, d.trial)
-            exp.trials[d.trial] = Trial(d.trial, 1, d.trial, d.bracket, params, "running", 0, 0)
-            log.params[d.trial] = params
-            ladder.apply(asha.TrialCreated(d.trial, d.bracket))
-            idx, rung, resource = d.trial, d.rung, d.resource
-        elif isinstance(d, asha.Promote):
-            ladder.apply(asha.TrialPromoted(d.trial, d.from_rung, d.to_rung))
-            idx, rung, resource = d.trial, d.to_rung, d.resource
-        else:
+        step = next_segment(exp, _hpd_params)
+        if step is None:
             break
+        idx, rung, resource = step
+        log.params.setdefault(idx, exp.trials[idx].params)
         spent += resource - reached.get(idx, 0)
         reached[idx] = resource
         value = problem.value(exp.trials[idx].params, resource, seed)
-        ladder.apply(asha.ResultRecorded(idx, rung, value))
+        exp.ladder.apply(asha.ResultRecorded(idx, rung, value))
         log.events.append((spent, idx, resource, value))
     return log
+
+
+def next_segment(
+    exp: Experiment, params_for: Callable[[Experiment, int], Params]
+) -> tuple[int, int, int] | None:
+    """The ladder's next decision, applied as the daemon applies it (a new trial gets
+    ``params_for(exp, index)``): (trial, rung, resource) of the segment to run, or None."""
+    d = exp.ladder.decide()
+    if isinstance(d, asha.StartNew):
+        params = params_for(exp, d.trial)
+        exp.trials[d.trial] = Trial(d.trial, 1, d.trial, d.bracket, params, "running", 0, 0)
+        exp.ladder.apply(asha.TrialCreated(d.trial, d.bracket))
+        return d.trial, d.rung, d.resource
+    if isinstance(d, asha.Promote):
+        exp.ladder.apply(asha.TrialPromoted(d.trial, d.from_rung, d.to_rung))
+        return d.trial, d.to_rung, d.resource
+    return None
 
 
 def optuna_search(problem: Problem, sampler: str, pruner: str, seed: int, budget: int) -> Log:
