@@ -173,8 +173,12 @@ class _Thresholds:
         G = int(left.numel())
         counts = torch.bincount(block_group, minlength=G)
         self.block_group, self.left = block_group, left
-        self.slot = torch.arange(len(block_group), device=like.device)
-        self.slot -= (torch.cumsum(counts, 0) - counts)[block_group]  # index in its group
+        # each block's rank among its group's blocks; blocks need not be sorted by group
+        # (``partition`` lists a group that splits one level deeper after the others)
+        order = torch.argsort(block_group, stable=True)
+        rank = torch.arange(len(block_group), device=like.device)
+        self.slot = torch.empty_like(rank)
+        self.slot[order] = rank - (torch.cumsum(counts, 0) - counts)[block_group[order]]
         self.width = int(counts.max())
         self.best = like.new_full((G, int(left.max().clamp(min=0))), -math.inf)
         self.tau = like.new_full((G,), -math.inf)
