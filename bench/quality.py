@@ -29,7 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import emit, machine, table
-from bench.peers.problems import ETA, MAX_R, PROBLEMS, RUNGS, SPACE, Params, Problem, answer_regret
+from bench.peers.problems import (
+    ETA,
+    MAX_R,
+    PROBLEMS,
+    RUNGS,
+    SPACE,
+    Params,
+    Problem,
+    answer_regret,
+    suggest,
+)
 from hpd import asha
 from hpd.experiment import Experiment, Trial
 from hpd.spec import parse_spec
@@ -140,14 +150,7 @@ def optuna_search(problem: Problem, sampler: str, pruner: str, seed: int, budget
     log, spent = Log(), 0
     while spent < budget:
         trial = study.ask()
-        p = {
-            "a": trial.suggest_float("a", 0.0, 1.0),
-            "b": trial.suggest_float("b", 0.0, 1.0),
-            "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
-            "width": trial.suggest_int("width", 8, 512, log=True),
-            "depth": trial.suggest_int("depth", 1, 10),
-            "opt": trial.suggest_categorical("opt", ["sgd", "adam", "rmsprop", "adagrad"]),
-        }
+        p = suggest(trial)
         log.params[trial.number] = p
         for epoch in range(1, MAX_R + 1):
             spent += 1

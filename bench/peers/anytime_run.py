@@ -20,18 +20,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from problems import MAX_R, RUNGS, by_name
-
-
-def _suggest(trial: Any) -> dict[str, Any]:
-    return {
-        "a": trial.suggest_float("a", 0.0, 1.0),
-        "b": trial.suggest_float("b", 0.0, 1.0),
-        "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
-        "width": trial.suggest_int("width", 8, 512, log=True),
-        "depth": trial.suggest_int("depth", 1, 10),
-        "opt": trial.suggest_categorical("opt", ["sgd", "adam", "rmsprop", "adagrad"]),
-    }
+from problems import MAX_R, RUNGS, by_name, suggest
 
 
 def run_optuna(args: argparse.Namespace) -> dict[str, Any]:
@@ -52,7 +41,7 @@ def run_optuna(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
 
     def objective(trial: Any) -> float:
-        p = _suggest(trial)
+        p = suggest(trial)
         with lock:
             params[str(trial.number)] = p
         value = float("nan")

@@ -132,6 +132,18 @@ def answer_regret(
     return 1.0 if answer is None else problem.regret(params[answer])
 
 
+def suggest(trial: Any) -> Params:
+    """SPACE through an Optuna trial's suggest API (the peers' side of the same space)."""
+    return {
+        "a": trial.suggest_float("a", 0.0, 1.0),
+        "b": trial.suggest_float("b", 0.0, 1.0),
+        "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
+        "width": trial.suggest_int("width", 8, 512, log=True),
+        "depth": trial.suggest_int("depth", 1, 10),
+        "opt": trial.suggest_categorical("opt", ["sgd", "adam", "rmsprop", "adagrad"]),
+    }
+
+
 def train(ctx: Any) -> None:
     """The problem as an hpd trial: every epoch sleeps ``BENCH_SLEEP`` and reports ``loss``."""
     problem = by_name(os.environ.get("BENCH_PROBLEM", "hartmann6-mixed"))
