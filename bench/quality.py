@@ -42,6 +42,7 @@ from bench.peers.problems import (
 )
 from hpd import asha
 from hpd.experiment import Experiment, Trial
+from hpd.space import results_of
 from hpd.spec import parse_spec
 
 # ---------------------------------------------------------------------------- the searches
@@ -90,7 +91,7 @@ def _hpd_params(exp: Experiment, index: int) -> Params:
     obs = exp.observations()
     model = exp.model()
     if not model.ready(obs):
-        return exp.random_proposal(index, model.results_of(obs)).params
+        return exp.random_proposal(index, results_of(obs)).params
     return dict(model.propose(index, obs).params)
 
 

@@ -162,8 +162,8 @@ class ControlOps:
     async def op_resume(self, exp: Any) -> dict[str, Any]:
         paused = self.s.experiments.get(as_int(exp, "experiment"))
         missing = model_missing(paused.spec) if paused is not None else None
-        if missing:
-            raise HpdError(f"experiment {paused.id if paused else exp} cannot resume: {missing}")
+        if paused is not None and missing:
+            raise HpdError(f"experiment {paused.id} cannot resume: {missing}")
         live = await self._set_state(exp, ("paused",), "running")
         self.wake()
         return {"id": live.id, "state": live.state}

@@ -43,7 +43,7 @@ from hpd.paths import Layout
 from hpd.queries import QueryOps
 from hpd.reports import TrialOps
 from hpd.server import Server
-from hpd.space import Proposal
+from hpd.space import Proposal, results_of
 from hpd.spec import parse_spec
 from hpd.store import (
     INLINE,
@@ -406,7 +406,7 @@ class Daemon(ControlOps, QueryOps, TrialOps):
         observations = exp.observations()
         model = exp.model()
         if not model.ready(observations):
-            return exp.random_proposal(index, startup=model.results_of(observations))
+            return exp.random_proposal(index, startup=results_of(observations))
         proposal: Proposal = await asyncio.to_thread(model.propose, index, observations)
         return proposal
 

@@ -2,7 +2,8 @@
 
 Owns the translation between the ladder (trial indices, rung indices) and the store (trial ids,
 events), and the in-memory mirror of each trial that the daemon needs to launch segments.
-Pure apart from what it is handed: no I/O, no processes; the daemon persists the ops it returns.
+Pure apart from what it is handed (and ``model_missing``'s look-up of an installed package): no
+I/O, no processes; the daemon persists the ops it returns.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,7 +242,3 @@ def reason_dict(reason: asha.PromotionReason) -> dict[str, Any]:
         "cutoff_value": protocol.encode_number(reason.cutoff_value),
         "drain": reason.drain,
     }
-
-
-def is_finite(value: float) -> bool:
-    return math.isfinite(value)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
@@ -31,6 +31,7 @@ __all__ = [
     "RandomSampler",
     "Sampler",
     "make_sampler",
+    "results_of",
 ]
 
 Params = dict[str, str | int | float | bool]
@@ -44,6 +45,12 @@ class Observation:
     params: Mapping[str, Scalar]
     state: Literal["running", "paused", "completed", "failed"]  # the ladder's TrialState
     values: tuple[tuple[int, float], ...]  # (resource, value) per rung reached, lowest first
+
+
+def results_of(observations: Sequence[Observation]) -> int:
+    """Trials a model learns from: those with a rung result that are not in flight again
+    (as Optuna counts finished trials for its start-up)."""
+    return sum(1 for o in observations if o.values and o.state != "running")
 
 
 @dataclass(frozen=True, slots=True)

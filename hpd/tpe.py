@@ -44,10 +44,10 @@ from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
-from hpd.space import Observation, Proposal
+from hpd.space import Observation, Proposal, results_of
 from hpd.spec import ParamSpec, Scalar, Spec, TpeOptions
 
-__all__ = ["TpeModel", "distributions", "proposal_seed", "results_of"]
+__all__ = ["TpeModel", "distributions", "proposal_seed"]
 
 # Optuna marks multivariate and constant_liar experimental and logs every trial it creates.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -284,11 +284,6 @@ class _KnownSpaceTPE(optuna.samplers.TPESampler):
         return dict(self._known) if self._multivariate else {}
 
 
-def results_of(observations: Sequence[Observation]) -> int:
-    """Trials the model learns from: those with a rung result that are not in flight."""
-    return sum(1 for o in observations if o.values and o.state != "running")
-
-
 def proposal_seed(seed: int, index: int) -> int:
     """The seed of trial ``index``'s proposal: stable across runs, platforms and restarts."""
     digest = hashlib.sha256(f"hpd-tpe:{seed}:{index}".encode()).digest()
@@ -303,7 +298,6 @@ class TpeModel:
         options = spec.searcher.sampler_options
         self.options: Final = options if options is not None else TpeOptions()
         self._seed = spec.seed
-        self._space = spec.space
         self._dists = distributions(spec.space)
         self._codec = _Codec(spec.space)
         self._direction = StudyDirection.MAXIMIZE if spec.mode == "max" else StudyDirection.MINIMIZE
@@ -312,11 +306,7 @@ class TpeModel:
     def ready(self, observations: Sequence[Observation]) -> bool:
         """Whether enough trials have a rung result (and are not running again, as Optuna
         counts finished trials) for the model to propose."""
-        return self.results_of(observations) >= self.options.n_startup
-
-    @staticmethod
-    def results_of(observations: Sequence[Observation]) -> int:
-        return results_of(observations)
+        return results_of(observations) >= self.options.n_startup
 
     def propose(self, index: int, observations: Sequence[Observation]) -> Proposal:
         """The configuration of trial ``index`` given every other trial's observation.
@@ -350,9 +340,8 @@ class TpeModel:
         if cached is not None and (cached[0] is obs or cached[0] == obs):
             return cached[1]
         params = self._codec.to_optuna(obs.params)
-        if params is None:  # outside the space: serve it as a failed trial, never modelled
-            params, obs_used = {}, Observation(obs.index, {}, "failed", ())
-            trial = _frozen(obs_used, params, {})
+        if params is None:  # outside the space: served as a failed trial, never modelled
+            trial = _frozen(Observation(obs.index, {}, "failed", ()), {}, {})
         else:
             trial = _frozen(obs, params, self._dists)
         self._cache[obs.index] = (obs, trial)
