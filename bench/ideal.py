@@ -1,6 +1,6 @@
 """The schedule a zero-overhead scheduler would reach: hpd's own ladder, simulated.
 
-Runs the same ``hpd.asha.Ladder`` and sampler as a real search over a spec, on ``slots``
+Runs the same ``hpd.core.asha.Ladder`` and sampler as a real search over a spec, on ``slots``
 simulated slots whose segments take exactly ``(resource - from_epoch) x epoch_s`` seconds and
 cost nothing else: whenever a slot frees, the ladder decides at once. The result is what the
 ladder itself allows, so a benchmark can tell the scheduler's overhead apart from the idle
@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hpd import asha
-from hpd.experiment import Experiment
-from hpd.spec import parse_spec
+from hpd.core import asha
+from hpd.core.experiment import Experiment
+from hpd.core.spec import parse_spec
 
 
 @dataclass(frozen=True)

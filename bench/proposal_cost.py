@@ -15,8 +15,8 @@ import time
 
 from bench.common import emit, machine, table
 from bench.quality import PROBLEMS, _spec, next_segment
-from hpd import asha
-from hpd.experiment import Experiment
+from hpd.core import asha
+from hpd.core.experiment import Experiment
 
 
 def history(n: int) -> Experiment:

@@ -40,10 +40,10 @@ from bench.peers.problems import (
     answer_regret,
     suggest,
 )
-from hpd import asha
-from hpd.experiment import Experiment, Trial
-from hpd.space import results_of
-from hpd.spec import parse_spec
+from hpd.core import asha
+from hpd.core.experiment import Experiment, Trial
+from hpd.core.space import results_of
+from hpd.core.spec import parse_spec
 
 # ---------------------------------------------------------------------------- the searches
 

@@ -19,7 +19,7 @@ import click
 
 from hpd.client import Client
 from hpd.errors import DaemonNotRunning, HpdError, RemoteError, SpecError
-from hpd.paths import layout
+from hpd.io.paths import layout
 
 STATE_DIR = click.option(
     "--state-dir",
@@ -491,7 +491,7 @@ def tui(state_dir: str | None) -> None:
 def demo(state_dir: str | None, keep: bool) -> None:
     """Run the embedded demo search (an MLP on Fashion-MNIST) and show it live."""
     from hpd import demo as demo_mod
-    from hpd import gpus as gpus_mod
+    from hpd.io import gpus as gpus_mod
 
     started = False
     if not _answers(state_dir):

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from hpd.client import FINAL, Client, Experiment
+from hpd.core.spec import load_spec_file, spec_to_dict
 from hpd.errors import HpdError
-from hpd.spec import load_spec_file, spec_to_dict
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent

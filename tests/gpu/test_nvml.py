@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpd import gpus
 from hpd.errors import GpuError
+from hpd.io import gpus
 
 
 def _probe() -> gpus.NvmlProbe:

@@ -1,6 +1,6 @@
 """An independent checker of promotion-based ASHA decisions, from `hpd events --json` alone.
 
-It does not use hpd.asha: it rebuilds each rung's results from the event log and checks every
+It does not use hpd.core.asha: it rebuilds each rung's results from the event log and checks every
 promotion against the rules of DESIGN §2 (top floor(n/eta), ceil in drain; highest rung first;
 ties to the earlier-recorded result; never a non-finite value; never twice from a rung).
 """

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hpd import protocol
+from hpd.core import protocol
 from tests.reliability.conftest import PY, REPO, DaemonProc, base_spec
 from tests.waits import WAIT_S, wait_until
 
@@ -132,7 +132,7 @@ def test_idle_oversized_halfclosed_and_garbage_connections(make_daemon: Any) -> 
 
 def test_idle_connection_times_out() -> None:
     """The server closes a connection that sends nothing for idle_timeout (in-process)."""
-    from hpd.server import Server
+    from hpd.daemon.server import Server
 
     async def main(tmp: Path) -> float:
         async def handler(req: protocol.Request) -> Any:
@@ -325,7 +325,7 @@ def test_symlink_at_socket_path_is_refused(make_daemon: Any, tmp_path: Path) -> 
 
 
 def test_newer_schema_is_refused_with_clear_message(make_daemon: Any) -> None:
-    from hpd.store import SCHEMA_VERSION
+    from hpd.io.store import SCHEMA_VERSION
 
     d = make_daemon()
     d.start()

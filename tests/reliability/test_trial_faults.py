@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hpd import protocol
+from hpd.core import protocol
 from hpd.trial import INLINE_MAX
 from tests.reliability.conftest import base_spec
 from tests.waits import WAIT_S, wait_until

@@ -1,4 +1,4 @@
-"""Example tests for the ASHA ladder (hpd.asha): one behaviour per test."""
+"""Example tests for the ASHA ladder (hpd.core.asha): one behaviour per test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hpd.asha import (
+from hpd.core.asha import (
     BracketMode,
     Decision,
     Done,

@@ -1,4 +1,4 @@
-"""Property tests for the ASHA ladder (hpd.asha) against a naive, re-sorting oracle.
+"""Property tests for the ASHA ladder (hpd.core.asha) against a naive, re-sorting oracle.
 
 The oracle below recomputes every decision from scratch (full sorts, linear scans), so each
 decision the ladder returns is checked against an independent reading of DESIGN §2.
@@ -21,7 +21,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from hpd.asha import (
+from hpd.core.asha import (
     Decision,
     Done,
     Event,

@@ -20,7 +20,7 @@ def test_pure_core_imports_no_io() -> None:
     """asha, spec, space and protocol import no asyncio, sqlite3, subprocess or pynvml."""
     code = (
         "import sys; before = set(sys.modules);"
-        "import hpd.asha, hpd.spec, hpd.space, hpd.protocol;"
+        "import hpd.core.asha, hpd.core.spec, hpd.core.space, hpd.core.protocol;"
         "new = set(sys.modules) - before;"
         "print(' '.join(sorted(m for m in ('asyncio', 'sqlite3', 'aiosqlite', 'subprocess', 'pynvml') if m in new)))"
     )

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hpd import protocol
+from hpd.core import protocol
 from hpd.errors import ProtocolError
 
 

@@ -1,4 +1,4 @@
-"""hpd.retrain: the ranking of a finished search and the spec of its retraining (pure)."""
+"""hpd.core.retrain: the ranking of a finished search and the spec of its retraining (pure)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from hpd.core.retrain import Pick, rank, retrain_spec, rows, validate_request
+from hpd.core.spec import parse_spec, spec_to_dict
 from hpd.errors import HpdError, SpecError
-from hpd.retrain import Pick, rank, retrain_spec, rows, validate_request
-from hpd.spec import parse_spec, spec_to_dict
-from hpd.store import TrialRow
+from hpd.io.store import TrialRow
 
 PARENT = spec_to_dict(
     parse_spec(

@@ -1,4 +1,4 @@
-"""hpd.space: seeded random sampling (determinism, order independence, bounds) and the grid."""
+"""hpd.core.space: seeded random sampling (determinism, order independence, bounds) and the grid."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpd.space import GridSampler, Params, RandomSampler, make_sampler
-from hpd.spec import ParamSpec, Spec, parse_spec
+from hpd.core.space import GridSampler, Params, RandomSampler, make_sampler
+from hpd.core.spec import ParamSpec, Spec, parse_spec
 
 BASE: dict[str, Any] = {
     "name": "s",
@@ -83,7 +83,7 @@ def test_golden_values_are_stable_across_processes_and_versions() -> None:
 
 def test_same_result_in_a_fresh_process_with_another_hash_seed() -> None:
     code = (
-        "import json, sys; from hpd.spec import parse_spec; from hpd.space import make_sampler;"
+        "import json, sys; from hpd.core.spec import parse_spec; from hpd.core.space import make_sampler;"
         "s = make_sampler(parse_spec(json.loads(sys.argv[1])));"
         "print(json.dumps([s.params_for(i) for i in range(5)]))"
     )

@@ -1,4 +1,4 @@
-"""hpd.spec: valid specs in every format, defaults, canonical round-trip, error formats."""
+"""hpd.core.spec: valid specs in every format, defaults, canonical round-trip, error formats."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpd.errors import SpecError
-from hpd.spec import (
+from hpd.core.spec import (
     LimitsSpec,
     ParamSpec,
     ResourcesSpec,
@@ -31,6 +30,7 @@ from hpd.spec import (
     parse_spec_text,
     spec_to_dict,
 )
+from hpd.errors import SpecError
 
 SPECS = Path(__file__).parent / "specs"
 

@@ -1,4 +1,4 @@
-"""hpd.spec on bad input: a table of hand-written malformed specs, each with the exact field path
+"""hpd.core.spec on bad input: a table of hand-written malformed specs, each with the exact field path
 its error must name, then mutation fuzzing (hypothesis) that may only ever produce a Spec or a
 SpecError whose every line starts with a field path."""
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hpd.core.spec import Spec, parse_spec, parse_spec_text
 from hpd.errors import SpecError
-from hpd.spec import Spec, parse_spec, parse_spec_text
 from tests.unit.test_spec import DESIGN
 
 # The DESIGN §1.2 example, plus an [env] table so that its fields are mutated too.

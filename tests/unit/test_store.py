@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpd.errors import StoreError
-from hpd.store import SCHEMA_VERSION, ExperimentIn, NewEvent, Report, Store, TrialIn
+from hpd.io.store import SCHEMA_VERSION, ExperimentIn, NewEvent, Report, Store, TrialIn
 
 
 async def test_fresh_database_is_migrated_to_current(tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ async def test_fresh_database_is_migrated_to_current(tmp_path: Path) -> None:
 
 async def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     """A database written by the first schema keeps its rows and gains what came later."""
-    from hpd.store import MIGRATIONS
+    from hpd.io.store import MIGRATIONS
 
     conn = sqlite3.connect(tmp_path / "db")
     for sql in MIGRATIONS[0]:

@@ -18,9 +18,9 @@ pytest.importorskip("optuna")
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from hpd.space import Observation, RandomSampler
-from hpd.spec import parse_spec
-from hpd.tpe import TpeModel, _Codec, _frozen, distributions, proposal_seed
+from hpd.core.space import Observation, RandomSampler
+from hpd.core.spec import parse_spec
+from hpd.core.tpe import TpeModel, _Codec, _frozen, distributions, proposal_seed
 
 SPACE: dict[str, Any] = {
     "lr": {"type": "loguniform", "low": 1e-4, "high": 1.0},
@@ -213,7 +213,7 @@ def test_info_says_what_the_model_used() -> None:
 
 def test_import_hpd_does_not_import_optuna() -> None:
     code = (
-        "import sys, hpd, hpd.client, hpd.cli, hpd.daemon, hpd.space, hpd.experiment;"
+        "import sys, hpd, hpd.client, hpd.cli, hpd.daemon, hpd.core.space, hpd.core.experiment;"
         "print('optuna' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -222,8 +222,8 @@ def test_import_hpd_does_not_import_optuna() -> None:
 
 def test_experiment_observations_follow_the_ladder() -> None:
     """The daemon's snapshot (cached per trial) changes exactly when a trial's progress does."""
-    from hpd import asha
-    from hpd.experiment import Experiment, Trial
+    from hpd.core import asha
+    from hpd.core.experiment import Experiment, Trial
 
     spec = _spec(mode="min")
     exp = Experiment.new(1, spec, "running", 0.0)

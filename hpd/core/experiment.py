@@ -14,11 +14,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpd import asha, protocol
-from hpd.space import Observation, Proposal, Sampler, make_sampler
-from hpd.spec import Spec, spec_to_dict
-from hpd.store import INLINE, LADDER_EVENTS, EventRow, TrialRow
-from hpd.trial import INLINE_MAX
+from hpd.core import asha, protocol
+from hpd.core.protocol import INLINE_MAX
+from hpd.core.space import Observation, Proposal, Sampler, make_sampler
+from hpd.core.spec import Spec, spec_to_dict
+from hpd.io.store import INLINE, LADDER_EVENTS, EventRow, TrialRow
 
 FINAL_TRIAL_STATES = frozenset({"completed", "failed", "stopped", "cancelled"})
 FINAL_EXPERIMENT_STATES = frozenset({"completed", "failed", "cancelled"})
@@ -118,7 +118,7 @@ class Experiment:
     sampler: Sampler
     trials: dict[int, Trial] = field(default_factory=dict)  # by ladder index
     queue: list[Trial] = field(default_factory=list)  # segments ready to (re)start
-    _model: Any = None  # hpd.tpe.TpeModel, made on the first model proposal
+    _model: Any = None  # hpd.core.tpe.TpeModel, made on the first model proposal
     _seen: dict[int, Observation] = field(default_factory=dict)  # observations() by index
 
     @classmethod
@@ -143,7 +143,7 @@ class Experiment:
     def model(self) -> Any:
         """The tpe sampler's model (imports Optuna, so only for a spec that asks for it)."""
         if self._model is None:
-            from hpd.tpe import TpeModel  # here: only a tpe search may import Optuna
+            from hpd.core.tpe import TpeModel  # here: only a tpe search may import Optuna
 
             self._model = TpeModel(self.spec)
         return self._model

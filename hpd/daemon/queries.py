@@ -1,6 +1,6 @@
 """The daemon's read-only requests: experiments, trials, events, the ladder, GPUs, logs, export.
 
-Owns the answers to questions about state (the ``--json`` views come from ``hpd.views``).
+Owns the answers to questions about state (the ``--json`` views come from ``hpd.core.views``).
 Must never change state: everything that writes lives in ``hpd.daemon``. A mixin of ``Daemon``,
 so it sees the daemon's store, clock, live experiments and slots.
 """
@@ -14,15 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpd import gpus, protocol, retrain, views
+from hpd.core import protocol, retrain, views
+from hpd.core.experiment import FINAL_TRIAL_STATES, Experiment
+from hpd.core.spec import parse_spec
 from hpd.errors import HpdError
-from hpd.experiment import FINAL_TRIAL_STATES, Experiment
-from hpd.paths import Layout
-from hpd.spec import parse_spec
-from hpd.store import LADDER_EVENTS, Store
+from hpd.io import gpus
+from hpd.io.paths import Layout
+from hpd.io.store import LADDER_EVENTS, Store
 
 if TYPE_CHECKING:
-    from hpd.daemon import DaemonState
+    from hpd.daemon.app import DaemonState
 
 
 class QueryOps:

@@ -17,99 +17,24 @@ import io
 import json
 import os
 import pickle
-import re
 import shutil
 import signal
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from hpd import protocol
-from hpd.errors import HpdError, ProtocolError, RemoteError
+from hpd.core import protocol
+from hpd.core.protocol import CHECKPOINT_NAME, INLINE_MAX
+from hpd.errors import HpdError
+from hpd.io.channel import Channel, unix_connector
 
 # Reports younger than this ride with the next send. Half a second keeps live curves (the UI
 # polls every 0.7 s) current while a loop of short epochs costs the daemon two commits a second
 # at most instead of one per epoch; every rung result still rides with its checkpoint.
 BATCH_S = 0.5
 BATCH_MAX = 512
-# Checkpoint directories: ckpt-EPOCH-aATTEMPT, or ckpt-EPOCH-aATTEMPT-N for the same epoch again.
-CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{1,9})-a(\d{1,12})(?:-\d{1,4})?$")
-# A state this small (serialized) is kept in the daemon's database, in the transaction that
-# registers it, instead of a directory: no mkdir, no file, no fsync in the trial (3 ms a
-# segment on our disks, most of a zero-cost segment's cost). The daemon offers it to warm
-# workers only (``inline_max`` in the segment); a command's segment travels in its environment.
-INLINE_MAX = 64 * 1024
-
-
-class Channel:
-    """A blocking request/response connection to the daemon (a unix socket or socketpair)."""
-
-    def __init__(self, connect: Callable[[], socket.socket]) -> None:
-        self._connect = connect
-        self._sock: socket.socket | None = None
-        self._buf = b""
-        self._next_id = 0
-
-    def call(self, op: str, **args: Any) -> Any:
-        # One retry on a broken connection: the daemon times idle connections out, and a
-        # long epoch is idle as far as the socket is concerned.
-        for attempt in (0, 1):
-            try:
-                return self._call_once(op, args)
-            except (ConnectionError, BrokenPipeError, OSError):
-                self.close()
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _call_once(self, op: str, args: dict[str, Any]) -> Any:
-        if self._sock is None:
-            self._sock = self._connect()
-            self._buf = b""
-        self._next_id += 1
-        self._sock.sendall(protocol.encode_request(protocol.Request(op, args, self._next_id)))
-        resp = protocol.decode_response(self._readline())
-        if resp.id not in (self._next_id, 0):  # 0: the server could not read our id
-            raise ConnectionError(f"reply {resp.id} does not answer request {self._next_id}")
-        if not resp.ok:
-            raise RemoteError(resp.error_code, resp.error_message)
-        return resp.result
-
-    def recv_line(self) -> bytes:
-        """The next line from the daemon (the warm worker reads its 'run' requests here)."""
-        if self._sock is None:
-            self._sock = self._connect()
-        return self._readline()
-
-    def _readline(self) -> bytes:
-        assert self._sock is not None
-        while b"\n" not in self._buf:
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("the daemon closed the connection")
-            self._buf += chunk
-            if len(self._buf) > protocol.MAX_LINE:
-                raise ProtocolError("response too large")
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line
-
-    def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
-
-
-def unix_connector(path: str) -> Callable[[], socket.socket]:
-    def connect() -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(path)
-        return s
-
-    return connect
 
 
 class TrialContext:

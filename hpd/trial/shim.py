@@ -1,6 +1,6 @@
 """Exec shim for ``command`` trials: arm the parent-death signal, then exec the real program.
 
-``python -m hpd.shim PROGRAM ARGS...``. Owns nothing else; must stay tiny and import nothing
+``python -m hpd.trial.shim PROGRAM ARGS...``. Owns nothing else; must stay tiny and import nothing
 heavy, since it runs before every command segment.
 """
 
@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import sys
 
-from hpd.procs import exit_if_orphaned, set_parent_death_signal
+from hpd.io.procs import exit_if_orphaned, set_parent_death_signal
 
 
 def main() -> None:
     argv = sys.argv[1:]
     if not argv:
-        sys.stderr.write("usage: python -m hpd.shim PROGRAM [ARGS...]\n")
+        sys.stderr.write("usage: python -m hpd.trial.shim PROGRAM [ARGS...]\n")
         raise SystemExit(2)
     set_parent_death_signal()
     exit_if_orphaned(os.environ.get("HPD_DAEMON_PID"))

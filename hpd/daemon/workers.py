@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hpd import procs, protocol
+from hpd.core import protocol
 from hpd.errors import HpdError, ProtocolError
+from hpd.io import procs
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class CommandSegment:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "hpd.shim",
+                    "hpd.trial.shim",
                     *launch.command,
                     cwd=launch.cwd,
                     env=env,
@@ -168,7 +169,7 @@ class WarmWorker:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "hpd.warm",
+                    "hpd.trial.warm",
                     str(child.fileno()),
                     env=dict(env),
                     stdin=asyncio.subprocess.DEVNULL,

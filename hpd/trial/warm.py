@@ -1,6 +1,6 @@
 """The warm worker: one long-lived process per slot that runs ``entrypoint`` segments as calls.
 
-``python -m hpd.warm FD``: FD is a connected socket to the daemon. The worker imports each
+``python -m hpd.trial.warm FD``: FD is a connected socket to the daemon. The worker imports each
 entrypoint module once (with the spec's workdir on sys.path) and then runs every segment sent
 to it as a function call, so a segment starts in milliseconds instead of the seconds a fresh
 Python + torch + CUDA process takes. Each segment's stdout/stderr go to that trial's log.
@@ -22,9 +22,10 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from hpd import protocol
-from hpd.procs import exit_if_orphaned, set_parent_death_signal
-from hpd.trial import Channel, TrialContext
+from hpd.core import protocol
+from hpd.io.channel import Channel
+from hpd.io.procs import exit_if_orphaned, set_parent_death_signal
+from hpd.trial import TrialContext
 
 _functions: dict[tuple[str, str], Callable[[TrialContext], Any]] = {}
 _current: list[TrialContext] = []

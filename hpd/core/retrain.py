@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hpd.core.protocol import encode_number
+from hpd.core.spec import MAX_NAME_LEN, Spec, parse_spec
 from hpd.errors import HpdError
-from hpd.protocol import encode_number
-from hpd.spec import MAX_NAME_LEN, Spec, parse_spec
-from hpd.store import TrialRow
+from hpd.io.store import TrialRow
 
 __all__ = ["MAX_TOP", "Pick", "rank", "retrain_spec", "rows", "validate_request"]
 

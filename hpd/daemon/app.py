@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpd import __version__, asha, gpus, procs, protocol
-from hpd.control import ControlOps
-from hpd.errors import HpdError, StoreError
-from hpd.experiment import (
+from hpd import __version__
+from hpd.core import asha, protocol
+from hpd.core.experiment import (
     FINAL_EXPERIMENT_STATES,
     FINAL_TRIAL_STATES,
     Experiment,
@@ -39,13 +38,24 @@ from hpd.experiment import (
     model_missing,
     reason_dict,
 )
-from hpd.paths import Layout
-from hpd.queries import QueryOps
-from hpd.reports import TrialOps
-from hpd.server import Server
-from hpd.space import Proposal, results_of
-from hpd.spec import parse_spec
-from hpd.store import (
+from hpd.core.space import Proposal, results_of
+from hpd.core.spec import parse_spec
+from hpd.daemon.control import ControlOps
+from hpd.daemon.queries import QueryOps
+from hpd.daemon.reports import TrialOps
+from hpd.daemon.server import Server
+from hpd.daemon.workers import (
+    CommandSegment,
+    Launch,
+    Outcome,
+    WarmWorker,
+    WorkerPool,
+    trial_environment,
+)
+from hpd.errors import HpdError, StoreError
+from hpd.io import gpus, procs
+from hpd.io.paths import Layout
+from hpd.io.store import (
     INLINE,
     LADDER_EVENTS,
     AttemptIn,
@@ -60,7 +70,6 @@ from hpd.store import (
     TrialUpdate,
     next_ids,
 )
-from hpd.workers import CommandSegment, Launch, Outcome, WarmWorker, WorkerPool, trial_environment
 
 logger = logging.getLogger(__name__)
 

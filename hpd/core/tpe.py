@@ -44,8 +44,8 @@ from optuna.study import StudyDirection
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
-from hpd.space import Observation, Proposal, results_of
-from hpd.spec import ParamSpec, Scalar, Spec, TpeOptions
+from hpd.core.space import Observation, Proposal, results_of
+from hpd.core.spec import ParamSpec, Scalar, Spec, TpeOptions
 
 __all__ = ["TpeModel", "distributions", "proposal_seed"]
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from hpd import faults
 from hpd.errors import StoreError
+from hpd.io import faults
 
 T = TypeVar("T")
 

@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hpd.protocol import encode_number
-from hpd.store import EventRow, ExperimentRow, TrialRow
+from hpd.core.protocol import encode_number
+from hpd.io.store import EventRow, ExperimentRow, TrialRow
 
 
 def _better(mode: str, a: float, b: float) -> bool:

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hpd import protocol
+from hpd.core import protocol
 from hpd.errors import DaemonNotRunning, RemoteError
-from hpd.paths import Layout, layout
-from hpd.trial import Channel, unix_connector
+from hpd.io.channel import Channel
+from hpd.io.paths import Layout, layout
 
 FINAL = ("completed", "failed", "cancelled")
 
@@ -27,7 +27,7 @@ def _spec_payload(spec: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str,
     """A spec dict to send: files are parsed here so errors name the file's fields."""
     if isinstance(spec, Mapping):
         return {"spec": dict(spec), "base_dir": os.getcwd()}
-    from hpd.spec import load_spec_file, spec_to_dict
+    from hpd.core.spec import load_spec_file, spec_to_dict
 
     path = Path(spec).resolve()
     return {"spec": spec_to_dict(load_spec_file(str(path))), "base_dir": str(path.parent)}
@@ -285,7 +285,3 @@ class AsyncExperiment:
                 return st
             if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(f"experiment {self.id} still {st['state']} after {timeout} s")
-
-
-def connect_unix(path: str) -> Channel:
-    return Channel(unix_connector(path))

@@ -17,12 +17,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpd import retrain
+from hpd.core import retrain
+from hpd.core.experiment import Experiment, model_missing
+from hpd.core.spec import Spec, parse_spec
+from hpd.daemon.queries import as_int
 from hpd.errors import HpdError, SpecError
-from hpd.experiment import Experiment, model_missing
-from hpd.queries import as_int
-from hpd.spec import Spec, parse_spec
-from hpd.store import (
+from hpd.io.store import (
     ExperimentIn,
     ExperimentRow,
     ExperimentState,
@@ -33,7 +33,7 @@ from hpd.store import (
 )
 
 if TYPE_CHECKING:
-    from hpd.daemon import DaemonState, Ids, Running
+    from hpd.daemon.app import DaemonState, Ids, Running
 
 _VERBS = {"paused": "pause", "running": "resume", "cancelled": "cancel"}
 _SEARCHING = ("running", "paused")

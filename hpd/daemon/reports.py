@@ -17,11 +17,12 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hpd import protocol
+from hpd.core import protocol
+from hpd.core.protocol import CHECKPOINT_NAME, INLINE_MAX
+from hpd.daemon.queries import as_int
 from hpd.errors import HpdError, ProtocolError
-from hpd.paths import Layout
-from hpd.queries import as_int
-from hpd.store import (
+from hpd.io.paths import Layout
+from hpd.io.store import (
     INLINE,
     CheckpointRegistered,
     Op,
@@ -30,10 +31,9 @@ from hpd.store import (
     Store,
     TrialUpdate,
 )
-from hpd.trial import CHECKPOINT_NAME, INLINE_MAX
 
 if TYPE_CHECKING:
-    from hpd.daemon import DaemonState, Running
+    from hpd.daemon.app import DaemonState, Running
 
 
 class TrialOps:

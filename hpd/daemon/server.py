@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from hpd import protocol
+from hpd.core import protocol
 from hpd.errors import HpdError, ProtocolError
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ enumerated in a fixed order) and ``fixed`` (only the spec's ``configs``); the sp
 come first whatever the sampler. A sampler maps a trial index to its parameters and is a pure
 function of (spec, index): the same index gives the same configuration whatever was asked
 before, in whatever order, in whatever process. The ``tpe`` sampler's proposals also depend on
-the results so far (``Observation``); ``hpd.tpe`` makes them, and until its model is ready it
+the results so far (``Observation``); ``hpd.core.tpe`` makes them, and until its model is ready it
 draws exactly what ``random`` draws (so ``make_sampler`` gives the random sampler for it).
 
 It must never: do I/O, read a clock, import asyncio, use global or unseeded randomness, or
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
-from hpd.spec import GRID_DEFAULT_POINTS, ParamSpec, Scalar, Spec
+from hpd.core.spec import GRID_DEFAULT_POINTS, ParamSpec, Scalar, Spec
 
 __all__ = [
     "ConfigsFirst",
