@@ -30,6 +30,7 @@ test-fast: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check hpd tui tests bench examples
 	$(VENV)/bin/ruff format --check hpd tui
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff format hpd tui tests bench examples

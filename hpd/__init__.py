@@ -6,7 +6,7 @@ This package is the daemon, its pure core and its clients. It must never import 
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from hpd.version import __version__
 
 __all__ = ["AsyncClient", "Client", "__version__"]
 

@@ -1,7 +1,10 @@
 """The ``hpd`` command line (click): parsing and printing only; the daemon does the work.
 
 Every listing command prints a table for people and, with ``--json``, stable keys for programs
-(documented in the README). Errors go to stderr with a non-zero exit.
+(documented in the README). Tables are rich's (``rich.table.Table``), drawn plain: no borders,
+two spaces between columns, cells never wrapped or cut and printed literally, styled (a bold
+header) only on a terminal, so that piped output suits ``grep`` and ``awk``. Errors go to
+stderr with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -70,11 +73,40 @@ def _fmt(value: Any) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[_fmt(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    """Print ``rows`` (each cell through ``_fmt``) under the upper-cased ``headers`` with rich.
+
+    Left-aligned columns two spaces apart, no borders, no trailing whitespace; a cell is never
+    wrapped or cut however wide, and ``[`` or ``:`` in it print literally (no markup,
+    highlighting or emoji). Rendered by rich, written by ``click.echo``.
+    """
+    from rich.cells import cell_len
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    head = [h.upper() for h in headers]
+    # tabs as rich would draw them, but before it measures (it counts a tab as no width)
+    cells = [[_fmt(c).expandtabs() for c in r] for r in rows]
+    table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, show_edge=False)
+    for h in head:
+        table.add_column(Text(h), no_wrap=True, overflow="ignore")
     for r in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        table.add_row(*(Text(c) for c in r))
+    widths = [max([cell_len(h)] + [cell_len(r[i]) for r in cells]) for i, h in enumerate(head)]
+    # rich decides from sys.stdout whether it is a terminal (styles) or not (plain text)
+    console = Console(file=sys.stdout, markup=False, highlight=False, emoji=False)
+    # as wide as the widest row, so that rich never squeezes a column
+    options = console.options.update(width=max(console.width, sum(widths) + 2 * len(widths)))
+    lines = []
+    for segments in console.render_lines(table, options, pad=False):
+        line = Text()
+        for seg in segments:
+            line.append(seg.text, seg.style)
+        line.rstrip()  # rich pads every cell to its column's width
+        lines.append(line)
+    with console.capture() as captured:
+        console.print(Text("\n").join(lines), soft_wrap=True)
+    click.echo(captured.get(), nl=False)  # the stream every other line goes to (and CliRunner's)
 
 
 def _print(obj: Any, as_json: bool, human: Callable[[Any], None]) -> None:

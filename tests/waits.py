@@ -13,6 +13,8 @@ watch; ``holds_for`` is that window, and each use says why its length is enough.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -69,3 +71,24 @@ def holds_for(
         if time.monotonic() >= deadline:
             return
         time.sleep(interval)
+
+
+async def wait_until_async(
+    cond: Callable[[], object],
+    limit: float = WAIT_S,
+    *,
+    what: str = "condition",
+    interval: float = POLL_S,
+) -> object:
+    """``wait_until`` for a test on an event loop: polls without blocking the loop, so the
+    code under test runs while it waits. ``cond`` may return an awaitable (awaited)."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = cond()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {limit:g} s")
+        await asyncio.sleep(interval)

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hpd.client import FINAL_TRIAL_STATES
+
 TRIAL_STATES = ("running", "queued", "paused", "completed", "stopped", "failed", "cancelled")
 STATE_STYLE = {
     "running": "bold green",
@@ -80,7 +82,7 @@ def bar(fraction: float, width: int) -> str:
 def progress(status: Mapping[str, Any]) -> str:
     """``finished/max`` trials plus a count per non-zero state, e.g. ``12/81 run 4 done 8``."""
     counts: Mapping[str, int] = status.get("trials") or {}
-    done = sum(counts.get(k, 0) for k in ("completed", "stopped", "failed", "cancelled"))
+    done = sum(counts.get(k, 0) for k in FINAL_TRIAL_STATES)
     short = {"running": "run", "queued": "q", "paused": "wait", "completed": "done"}
     parts = [f"{short.get(k, k)} {counts[k]}" for k in TRIAL_STATES if counts.get(k)]
     return f"{done}/{status.get('max_trials', '?')} " + " ".join(parts)

@@ -51,10 +51,3 @@ class DaemonLost(Message):
 @dataclass
 class DaemonBack(Message):
     """A poll reached the daemon again after a ``DaemonLost``."""
-
-
-@dataclass
-class TrialsMarked(Message):
-    """The set of trials whose learning curves are shown changed."""
-
-    trial_ids: list[int]

@@ -7,5 +7,14 @@ never the daemon's internals: it must never import ``hpd.daemon`` or touch the d
 from __future__ import annotations
 
 from hpd.client.api import FINAL, AsyncClient, AsyncExperiment, Client, Experiment
+from hpd.core.lifecycle import FINAL_EXPERIMENT_STATES, FINAL_TRIAL_STATES
 
-__all__ = ["FINAL", "AsyncClient", "AsyncExperiment", "Client", "Experiment"]
+__all__ = [
+    "FINAL",
+    "FINAL_EXPERIMENT_STATES",
+    "FINAL_TRIAL_STATES",
+    "AsyncClient",
+    "AsyncExperiment",
+    "Client",
+    "Experiment",
+]

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from hpd.core import protocol
+from hpd.core.lifecycle import FINAL_EXPERIMENT_STATES
 from hpd.errors import DaemonNotRunning, RemoteError
 from hpd.io.channel import Channel
 from hpd.io.paths import Layout, layout
 
-FINAL = ("completed", "failed", "cancelled")
+FINAL = FINAL_EXPERIMENT_STATES  # an experiment in one of these states has ended
 
 
 def _spec_payload(spec: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:

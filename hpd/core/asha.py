@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from hpd.core.spec.schema import Brackets, Mode, SearcherName
 from hpd.errors import LadderError
 
 __all__ = [
@@ -43,9 +44,7 @@ __all__ = [
     "rung_levels",
 ]
 
-Mode = Literal["max", "min"]
-SearcherName = Literal["asha", "hyperband", "sha", "random"]
-BracketMode = Literal["aggressive", "standard", "conservative"]
+BracketMode = Brackets  # the spec's name for it; defined once, in hpd.core.spec.schema
 TrialState = Literal["running", "paused", "completed", "failed"]
 
 

@@ -14,15 +14,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpd.core import asha, protocol
+from hpd.core import asha, events, numbers
 from hpd.core.protocol import INLINE_MAX
+from hpd.core.records import INLINE, EventRow, TrialRow
 from hpd.core.space import Observation, Proposal, Sampler, make_sampler
 from hpd.core.spec import Spec, spec_to_dict
-from hpd.io.store import INLINE, LADDER_EVENTS, EventRow, TrialRow
-
-FINAL_TRIAL_STATES = frozenset({"completed", "failed", "stopped", "cancelled"})
-FINAL_EXPERIMENT_STATES = frozenset({"completed", "failed", "cancelled"})
-
 
 TPE_MISSING = (
     'the tpe sampler needs Optuna, which this daemon cannot import: pip install "hpd[tpe]"'
@@ -53,7 +49,7 @@ class Trial:
     state: str
     rung: int
     target: int
-    ckpt_path: str | None = None  # a directory, or store.INLINE
+    ckpt_path: str | None = None  # a directory, or records.INLINE
     ckpt_epoch: int = 0
     ckpt_data: bytes | None = None  # an inline checkpoint's state, once read or registered
     attempts: int = 0
@@ -132,11 +128,11 @@ class Experiment:
     def spec_json(self) -> str:
         return json.dumps(spec_to_dict(self.spec))  # not sorted: the space keeps its order
 
-    def replay(self, events: list[EventRow], rows: list[TrialRow]) -> None:
+    def replay(self, logged: list[EventRow], rows: list[TrialRow]) -> None:
         """Rebuild the ladder from the event log and the trial mirror from the rows."""
         by_id = {r.id: r for r in rows}
-        for ev in events:
-            if ev.type in LADDER_EVENTS:
+        for ev in logged:
+            if ev.type in events.LADDER:
                 self.ladder.apply(ladder_event(ev, by_id))
         self.trials = {r.idx: Trial.from_row(r) for r in rows}
 
@@ -222,15 +218,17 @@ class Experiment:
 
 
 def ladder_event(ev: EventRow, trials_by_id: dict[int, TrialRow]) -> asha.Event:
-    data = json.loads(ev.data)
+    """The ladder's event for a logged one (one of ``events.LADDER``)."""
     assert ev.trial_id is not None
     idx = trials_by_id[ev.trial_id].idx
-    if ev.type == "trial_created":
-        return asha.TrialCreated(idx, int(data["bracket"]))
-    if ev.type == "promoted":
-        return asha.TrialPromoted(idx, int(data["rung"]), int(data["to_rung"]))
-    if ev.type == "result":
-        return asha.ResultRecorded(idx, int(data["rung"]), protocol.decode_number(data["value"]))
+    logged = events.decode(ev.type, json.loads(ev.data))
+    if isinstance(logged, events.TrialCreated):
+        return asha.TrialCreated(idx, logged.bracket)
+    if isinstance(logged, events.Promoted):
+        return asha.TrialPromoted(idx, logged.rung, logged.to_rung)
+    if isinstance(logged, events.Result):
+        return asha.ResultRecorded(idx, logged.rung, logged.value)
+    assert isinstance(logged, events.TrialFailed), ev.type
     return asha.TrialFailed(idx)
 
 
@@ -239,6 +237,6 @@ def reason_dict(reason: asha.PromotionReason) -> dict[str, Any]:
         "population": reason.population,
         "rank": reason.rank,
         "cutoff": reason.cutoff,
-        "cutoff_value": protocol.encode_number(reason.cutoff_value),
+        "cutoff_value": numbers.encode(reason.cutoff_value),
         "drain": reason.drain,
     }

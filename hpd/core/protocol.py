@@ -8,11 +8,12 @@ input raises ``ProtocolError``; nothing here ever raises anything else on bad by
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpd.core.numbers import decode as decode_number
+from hpd.core.numbers import encode as encode_number
 from hpd.errors import ProtocolError
 
 VERSION = 1
@@ -146,21 +147,18 @@ def decode_response(line: bytes) -> Response:
     )
 
 
-def encode_number(value: float) -> float | str:
-    """A metric value for JSON: finite floats as numbers, the rest as 'nan', 'inf', '-inf'."""
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "nan"
-    return "inf" if value > 0 else "-inf"
-
-
-def decode_number(value: object) -> float:
-    """Inverse of ``encode_number``; raises ProtocolError on anything that is not a number."""
-    if isinstance(value, bool):
-        raise ProtocolError(f"not a number: {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    raise ProtocolError(f"not a number: {value!r}")
+__all__ = [
+    "CHECKPOINT_NAME",
+    "INLINE_MAX",
+    "MAX_LINE",
+    "OPS",
+    "VERSION",
+    "Request",
+    "Response",
+    "decode_number",
+    "decode_request",
+    "decode_response",
+    "encode_number",
+    "encode_request",
+    "encode_response",
+]

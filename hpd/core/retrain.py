@@ -1,9 +1,8 @@
 """Top-k retraining: which configurations of a finished search to retrain, and how.
 
-Owns the ranking of a search's trials (the same rule as ``hpd best``: the highest rung a trial
-reached first, then its result there, then the lower trial id), the spec of the linked
-experiment that retrains the top k on the full data, and the rows that put each retrained
-configuration beside its search result.
+Owns the choice of the top k (by ``hpd.core.ranking``, the rule of ``hpd best``), the spec
+of the linked experiment that retrains the top k on the full data, and the rows that put
+each retrained configuration beside its search result.
 
 The retrain spec is an ordinary spec (``searcher.sampler = "fixed"`` with the chosen
 ``configs``): it can be read with ``hpd status``, exported, and submitted again by hand. It
@@ -15,16 +14,14 @@ Pure: no I/O, no clock. It must never decide anything the ladder decides.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from hpd.core.protocol import encode_number
+from hpd.core.numbers import encode as encode_number
+from hpd.core.ranking import Ranked, rank
+from hpd.core.records import TrialRow
 from hpd.core.spec import MAX_NAME_LEN, Spec, parse_spec
 from hpd.errors import HpdError
-from hpd.io.store import TrialRow
 
 __all__ = ["MAX_TOP", "Pick", "rank", "retrain_spec", "rows", "validate_request"]
 
@@ -33,14 +30,8 @@ MAX_EPOCHS = 10**9  # the spec's own bound on max_resource
 SUFFIX = "-retrain"
 
 
-@dataclass(frozen=True, slots=True)
-class Pick:
-    """One configuration chosen for retraining, with the search result that chose it."""
-
-    trial: int
-    params: dict[str, Any]
-    rung: int
-    value: float
+# One configuration chosen for retraining, with the search result that chose it.
+Pick = Ranked
 
 
 def validate_request(top: object, epochs: object) -> tuple[int, int]:
@@ -49,21 +40,6 @@ def validate_request(top: object, epochs: object) -> tuple[int, int]:
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
             raise HpdError(f"{name}: must be an integer in 1..{hi}, got {v!r}")
     return int(top), int(epochs)  # type: ignore[call-overload]
-
-
-def rank(
-    mode: str, trials: Iterable[TrialRow], results: Mapping[int, Mapping[int, float]]
-) -> list[Pick]:
-    """Every trial with a finite result, best first: the highest rung it reached, then its
-    result at that rung (by ``mode``), then the lower trial id."""
-    picks = []
-    for t in trials:
-        finite = {r: v for r, v in results.get(t.id, {}).items() if math.isfinite(v)}
-        if finite:
-            rung = max(finite)
-            picks.append(Pick(t.id, json.loads(t.params), rung, finite[rung]))
-    sign = -1.0 if mode == "max" else 1.0
-    return sorted(picks, key=lambda p: (-p.rung, sign * p.value, p.trial))
 
 
 def retrain_spec(

@@ -1,8 +1,9 @@
 """JSON views of experiments, trials and events: the ``--json`` contract.
 
 Owns the shape of every answer the daemon gives about its state (keys documented in the
-README). Pure: built from store rows, no I/O. Non-finite metric values are sent as the strings
-"nan", "inf", "-inf" so the JSON stays standard.
+README). Pure: built from store rows, no I/O; the best trial is ``hpd.core.ranking``'s.
+Non-finite metric values are sent as the strings "nan", "inf", "-inf" so the JSON stays
+standard.
 """
 
 from __future__ import annotations
@@ -14,29 +15,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hpd.core.protocol import encode_number
-from hpd.io.store import EventRow, ExperimentRow, TrialRow
+from hpd.core import ranking
+from hpd.core.numbers import encode as encode_number
+from hpd.core.records import EventRow, ExperimentRow, TrialRow
 
 
-def _better(mode: str, a: float, b: float) -> bool:
-    return a > b if mode == "max" else a < b
-
-
-def best(
+def _best(
     mode: str, trials: Iterable[TrialRow], results: Mapping[int, Mapping[int, float]]
 ) -> dict[str, Any] | None:
-    """The best finite result at the highest rung any trial reached (earlier trial on ties)."""
-    top: tuple[int, float, TrialRow] | None = None
-    for t in trials:
-        for rung, value in results.get(t.id, {}).items():
-            if value != value or value in (float("inf"), float("-inf")):
-                continue
-            if top is None or rung > top[0] or (rung == top[0] and _better(mode, value, top[1])):
-                top = (rung, value, t)
-    if top is None:
-        return None
-    rung, value, t = top
-    return {"trial": t.id, "value": value, "params": json.loads(t.params), "rung": rung}
+    top = ranking.best(mode, trials, results)
+    return None if top is None else top.as_dict()
 
 
 def status(
@@ -52,7 +40,7 @@ def status(
         "name": exp.name,
         "state": exp.state,
         "trials": dict(Counter(t.state for t in trials)),
-        "best": best(spec["mode"], trials, results),
+        "best": _best(spec["mode"], trials, results),
         "metric": spec["metric"],
         "mode": spec["mode"],
         "searcher": spec["searcher"]["name"],

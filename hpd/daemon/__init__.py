@@ -7,6 +7,7 @@ package: clients reach it only through the socket.
 
 from __future__ import annotations
 
-from hpd.daemon.app import AlreadyRunning, Config, Daemon, serve_forever
+from hpd.daemon.app import AlreadyRunning, Daemon, serve_forever
+from hpd.daemon.state import Config
 
 __all__ = ["AlreadyRunning", "Config", "Daemon", "serve_forever"]

@@ -11,7 +11,8 @@ space). Several faults may be given, separated by commas.
 from __future__ import annotations
 
 import os
-import sqlite3
+
+from hpd.errors import StoreError
 
 _counts: dict[str, int] = {}
 _targets: dict[str, int] = {}
@@ -39,7 +40,7 @@ def point(label: str) -> None:
     """Mark a crash point; dies here if HPD_FAULT names it and this is the N-th time."""
     full = _full_flags and label.startswith("before_commit:")
     if full and any(os.path.exists(f) for f in _full_flags):
-        raise sqlite3.OperationalError("database or disk is full")
+        raise StoreError("database or disk is full")
     if not (_targets or _failures):
         return
     n = _counts.get(label, 0) + 1
@@ -47,4 +48,4 @@ def point(label: str) -> None:
     if n == _targets.get(label):
         os._exit(137)
     if n == _failures.get(label):
-        raise sqlite3.OperationalError("disk I/O error (injected)")
+        raise StoreError("disk I/O error (injected)")

@@ -11,16 +11,36 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from hpd.core import events, numbers
+from hpd.core.records import (
+    ATTEMPT_COLUMNS,
+    INLINE,
+    TRIAL_COLUMNS,
+    AttemptIn,
+    AttemptRow,
+    AttemptUpdate,
+    CheckpointRegistered,
+    EventRow,
+    ExperimentIn,
+    ExperimentRow,
+    ExperimentState,
+    NewEvent,
+    Op,
+    Report,
+    ReportsIn,
+    ResultIn,
+    TrialIn,
+    TrialRow,
+    TrialsOfExperiment,
+    TrialUpdate,
+)
 from hpd.errors import StoreError
 from hpd.io import faults
 
@@ -111,100 +131,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-# trials.ckpt_path of a checkpoint kept in ``inline_checkpoints`` (a directory's path is absolute).
-INLINE = "inline"
-
-# Event types that the ladder replays, in this order of seq, to rebuild its state.
-LADDER_EVENTS = ("trial_created", "promoted", "result", "trial_failed")
-
-
-def value_kind(value: float) -> str:
-    if math.isfinite(value):
-        return "finite"
-    if math.isnan(value):
-        return "nan"
-    return "inf" if value > 0 else "-inf"
-
-
-def value_from(value: float | None, kind: str) -> float:
-    return float(value) if kind == "finite" and value is not None else float(kind)
-
-
-@dataclass(frozen=True, slots=True)
-class ExperimentRow:
-    id: int
-    name: str
-    spec: str
-    state: str
-    created_at: float
-    ended_at: float | None
-    parent_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class TrialRow:
-    id: int
-    exp_id: int
-    idx: int
-    bracket: int
-    params: str
-    state: str
-    rung: int
-    target: int
-    epoch: int
-    ckpt_path: str | None
-    ckpt_epoch: int
-    attempts: int
-    restarts: int
-    gpu: str | None
-    error: str | None
-    subset: str | None
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    seq: int
-    exp_id: int
-    time: float
-    type: str
-    trial_id: int | None
-    data: str
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRow:
-    id: int
-    trial_id: int
-    rung: int
-    slot: str
-    pid: int | None
-    pgid: int | None
-    start_ticks: int | None
-    boot_id: str | None
-    started_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """One epoch's metrics from one attempt (data is already JSON text)."""
-
-    trial_id: int
-    epoch: int
-    attempt: int
-    time: float
-    data: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    exp_id: int
-    time: float
-    type: str
-    trial_id: int | None
-    data: dict[str, Any]
-
 
 Tx = Callable[[sqlite3.Connection], T]
 
@@ -331,7 +257,7 @@ class Store:
         )
         out: dict[int, dict[int, float]] = {}
         for trial_id, rung, value, kind in rows:
-            out.setdefault(trial_id, {})[rung] = value_from(value, kind)
+            out.setdefault(trial_id, {})[rung] = numbers.from_kind(value, kind)
         return out
 
     async def run_seconds(self, exp_id: int, now: float) -> dict[int, float]:
@@ -405,10 +331,6 @@ class Store:
             ).fetchall()
         )
         return [AttemptRow(*r) for r in rows]
-
-    async def integrity_check(self) -> str:
-        row = await self.read(lambda c: c.execute("PRAGMA integrity_check").fetchone())
-        return str(row[0])
 
 
 # -- transaction bodies (run on the connection's thread) -----------------------------------
@@ -485,121 +407,9 @@ def _insert_reports(conn: sqlite3.Connection, *, batch: Sequence[Report]) -> Non
 def insert_event(conn: sqlite3.Connection, ev: NewEvent) -> int:
     cur = conn.execute(
         "INSERT INTO events (exp_id, time, type, trial_id, data) VALUES (?,?,?,?,?)",
-        (ev.exp_id, ev.time, ev.type, ev.trial_id, json.dumps(ev.data, allow_nan=False)),
+        (ev.exp_id, ev.time, ev.event.TYPE, ev.trial_id, events.to_json(ev.event)),
     )
     return int(cur.lastrowid or 0)
-
-
-# -- declarative writes: the daemon lists what changes, the store applies it in one transaction --
-
-TRIAL_COLUMNS = frozenset(
-    {"state", "rung", "target", "epoch", "ckpt_path", "ckpt_epoch", "attempts", "restarts"}
-    | {"gpu", "error", "subset"}
-)
-ATTEMPT_COLUMNS = frozenset({"pid", "pgid", "start_ticks", "boot_id", "ended_at", "outcome"})
-
-
-@dataclass(frozen=True, slots=True)
-class ExperimentIn:
-    id: int
-    name: str
-    spec: str
-    state: str
-    created_at: float
-    parent_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ExperimentState:
-    id: int
-    state: str
-    ended_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TrialIn:
-    id: int
-    exp_id: int
-    idx: int
-    bracket: int
-    params: str
-    state: str
-    rung: int
-    target: int
-    created_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class TrialUpdate:
-    id: int
-    values: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class TrialsOfExperiment:
-    """Move every trial of an experiment in one of ``from_states`` to ``state``."""
-
-    exp_id: int
-    from_states: tuple[str, ...]
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
-class ResultIn:
-    trial_id: int
-    rung: int
-    value: float
-    epoch: int
-    recorded_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptIn:
-    id: int
-    trial_id: int
-    rung: int
-    slot: str
-    started_at: float
-    pid: int | None = None
-    pgid: int | None = None
-    start_ticks: int | None = None
-    boot_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptUpdate:
-    id: int
-    values: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ReportsIn:
-    reports: tuple[Report, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CheckpointRegistered:
-    """The trial's latest checkpoint: a directory (``path``) or a state kept inline (``data``)."""
-
-    trial_id: int
-    epoch: int
-    path: str | None = None
-    data: bytes | None = None
-
-
-Op = (
-    ExperimentIn
-    | ExperimentState
-    | TrialIn
-    | TrialUpdate
-    | TrialsOfExperiment
-    | ResultIn
-    | AttemptIn
-    | AttemptUpdate
-    | NewEvent
-    | ReportsIn
-    | CheckpointRegistered
-)
 
 
 def apply_ops(conn: sqlite3.Connection, *, ops: Sequence[Op]) -> None:
@@ -657,7 +467,7 @@ def _trials_of_exp(c: sqlite3.Connection, op: Any) -> None:
 
 
 def _result_in(c: sqlite3.Connection, op: Any) -> None:
-    kind = value_kind(op.value)
+    kind = numbers.kind(op.value)
     c.execute(
         "INSERT INTO results (trial_id, rung, value, kind, epoch, recorded_at)"
         " VALUES (?,?,?,?,?,?)",

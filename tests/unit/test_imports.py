@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_daemon_and_client_stay_light() -> None:
@@ -17,12 +22,26 @@ def test_daemon_and_client_stay_light() -> None:
 
 
 def test_pure_core_imports_no_io() -> None:
-    """asha, spec, space and protocol import no asyncio, sqlite3, subprocess or pynvml."""
+    """The core, imported, loads no asyncio, sqlite3, subprocess or pynvml (at run time, too)."""
     code = (
         "import sys; before = set(sys.modules);"
-        "import hpd.core.asha, hpd.core.spec, hpd.core.space, hpd.core.protocol;"
+        "import hpd.core.asha, hpd.core.spec, hpd.core.space, hpd.core.protocol, hpd.core.events,"
+        " hpd.core.records, hpd.core.lifecycle, hpd.core.ranking, hpd.core.views, hpd.core.retrain,"
+        " hpd.core.experiment, hpd.core.numbers;"
         "new = set(sys.modules) - before;"
         "print(' '.join(sorted(m for m in ('asyncio', 'sqlite3', 'aiosqlite', 'subprocess', 'pynvml') if m in new)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_import_contracts_hold() -> None:
+    """The layers and the one-module-per-foreign-system rules (``[tool.importlinter]``)."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    if not lint.exists():
+        pytest.fail("lint-imports is missing: pip install -e '.[dev]' (import-linter)")
+    out = subprocess.run(
+        [str(lint), "--no-cache"], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout

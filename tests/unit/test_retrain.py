@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from hpd.core.records import TrialRow
 from hpd.core.retrain import Pick, rank, retrain_spec, rows, validate_request
 from hpd.core.spec import parse_spec, spec_to_dict
 from hpd.errors import HpdError, SpecError
-from hpd.io.store import TrialRow
 
 PARENT = spec_to_dict(
     parse_spec(

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from hpd.core.events import ExperimentCancelled
+from hpd.core.records import ExperimentIn, NewEvent, Report, TrialIn
 from hpd.errors import StoreError
-from hpd.io.store import SCHEMA_VERSION, ExperimentIn, NewEvent, Report, Store, TrialIn
+from hpd.io.store import SCHEMA_VERSION, Store
 
 
 async def test_fresh_database_is_migrated_to_current(tmp_path: Path) -> None:
@@ -60,7 +62,7 @@ async def test_concurrent_writes_share_a_commit_but_fail_alone(tmp_path: Path) -
     await store.commit("exp", [ExperimentIn(1, "e", "{}", "running", 0.0)])
     good = store.commit("t1", [TrialIn(1, 1, 0, 0, "{}", "queued", 0, 1, 0.0)])
     dup = store.commit(
-        "t2", [TrialIn(2, 1, 0, 0, "{}", "queued", 0, 1, 0.0), NewEvent(1, 0.0, "x", None, {})]
+        "t2", [TrialIn(2, 1, 0, 0, "{}", "queued", 0, 1, 0.0), NewEvent(1, 0.0, None, ExperimentCancelled())]
     )
     ok, err = await asyncio.gather(good, dup, return_exceptions=True)
     assert ok is None

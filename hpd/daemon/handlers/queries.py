@@ -1,8 +1,8 @@
-"""The daemon's read-only requests: experiments, trials, events, the ladder, GPUs, logs, export.
+"""The read-only requests: experiments, trials, events, the ladder, GPUs, logs, export.
 
-Owns the answers to questions about state (the ``--json`` views come from ``hpd.core.views``).
-Must never change state: everything that writes lives in ``hpd.daemon``. A mixin of ``Daemon``,
-so it sees the daemon's store, clock, live experiments and slots.
+Owns the answers to questions about state (their ``--json`` shapes are ``hpd.core.views``').
+Handed the store, the daemon's state, its slots, the layout and the clock; never imports the
+daemon. Must never change state.
 """
 
 from __future__ import annotations
@@ -10,50 +10,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hpd.core import protocol, retrain, views
-from hpd.core.experiment import FINAL_TRIAL_STATES, Experiment
+from hpd.core import events, numbers, retrain, views
+from hpd.core.experiment import Experiment
+from hpd.core.lifecycle import FINAL_TRIAL_STATES
 from hpd.core.spec import parse_spec
+from hpd.daemon.handlers.control import experiment_row
+from hpd.daemon.router import Handler, as_int
+from hpd.daemon.state import Clock, DaemonState, Slots
 from hpd.errors import HpdError
-from hpd.io import gpus
 from hpd.io.paths import Layout
-from hpd.io.store import LADDER_EVENTS, Store
-
-if TYPE_CHECKING:
-    from hpd.daemon.app import DaemonState
+from hpd.io.store import Store
 
 
-class QueryOps:
-    store: Store
-    layout: Layout
-    clock: Callable[[], float]
-    s: DaemonState
-    slots: gpus.SlotTable
-    samples: dict[str, gpus.GpuInfo]
+class QueryHandlers:
+    def __init__(
+        self, store: Store, state: DaemonState, slots: Slots, layout: Layout, clock: Clock
+    ) -> None:
+        self.store, self.state, self.slots = store, state, slots
+        self.layout, self.clock = layout, clock
 
-    async def _exp_row(self, exp: Any) -> Any:
-        exp_id = as_int(exp, "experiment")
-        row = await self.store.experiment(exp_id)
-        if row is None:
-            raise HpdError(f"no experiment {exp_id}")
-        return row
+    def routes(self) -> dict[str, Handler]:
+        return {
+            "wait": self.wait,
+            "ls": self.ls,
+            "status": self.status,
+            "trials": self.trials,
+            "retrained": self.retrained,
+            "best": self.best,
+            "events": self.events,
+            "metrics": self.metrics,
+            "ladder": self.ladder,
+            "gpus": self.gpus,
+            "logs": self.logs,
+            "export": self.export,
+        }
 
-    async def op_wait(self, exp: Any, timeout: Any = 30.0) -> dict[str, Any]:
+    async def wait(self, exp: Any, timeout: Any = 30.0) -> dict[str, Any]:
         """Long poll: the experiment's status once it has ended, or after ``timeout`` seconds."""
         exp_id = as_int(exp, "experiment")
         limit = min(max(float(timeout), 0.0), 300.0) if isinstance(timeout, (int, float)) else 30.0
         # The predicate is checked under the condition's lock, and an experiment leaves the
         # live set before the notification: an end between check and wait cannot be missed.
-        async with self.s.ended:
+        async with self.state.ended:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(limit):
-                    await self.s.ended.wait_for(lambda: exp_id not in self.s.experiments)
-        return await self.op_status(exp_id)
+                    await self.state.ended.wait_for(lambda: exp_id not in self.state.experiments)
+        return await self.status(exp_id)
 
-    async def op_ls(self) -> list[dict[str, Any]]:
+    async def ls(self) -> list[dict[str, Any]]:
         now = self.clock()
         out = []
         for row in await self.store.experiments():
@@ -61,13 +68,13 @@ class QueryOps:
             out.append(views.status(row, trials, await self.store.results(row.id), now))
         return out
 
-    async def op_status(self, exp: Any) -> dict[str, Any]:
-        row = await self._exp_row(exp)
+    async def status(self, exp: Any) -> dict[str, Any]:
+        row = await experiment_row(self.store, exp)
         trials = await self.store.trials(row.id)
         return views.status(row, trials, await self.store.results(row.id), self.clock())
 
-    async def op_trials(self, exp: Any) -> list[dict[str, Any]]:
-        row = await self._exp_row(exp)
+    async def trials(self, exp: Any) -> list[dict[str, Any]]:
+        row = await experiment_row(self.store, exp)
         results = await self.store.results(row.id)
         run_s = await self.store.run_seconds(row.id, self.clock())
         return [
@@ -75,9 +82,9 @@ class QueryOps:
             for t in await self.store.trials(row.id)
         ]
 
-    async def op_retrained(self, exp: Any) -> dict[str, Any]:
+    async def retrained(self, exp: Any) -> dict[str, Any]:
         """A retraining experiment's configurations beside the search results that chose them."""
-        row = await self._exp_row(exp)
+        row = await experiment_row(self.store, exp)
         plans = await self.store.events(row.id, types=("retrain_planned",), limit=1)
         if not plans:
             raise HpdError(f"experiment {row.id} is not a retraining (see hpd retrain)")
@@ -103,31 +110,31 @@ class QueryOps:
             "rows": table,
         }
 
-    async def op_best(self, exp: Any) -> dict[str, Any] | None:
-        return (await self.op_status(exp))["best"]  # type: ignore[no-any-return]
+    async def best(self, exp: Any) -> dict[str, Any] | None:
+        return (await self.status(exp))["best"]  # type: ignore[no-any-return]
 
-    async def op_events(self, exp: Any, after: int = 0, limit: int = -1) -> list[dict[str, Any]]:
-        row = await self._exp_row(exp)
+    async def events(self, exp: Any, after: int = 0, limit: int = -1) -> list[dict[str, Any]]:
+        row = await experiment_row(self.store, exp)
         rows = await self.store.events(
             row.id, after=as_int(after, "after"), limit=as_int(limit, "limit")
         )
         return [views.event(e) for e in rows]
 
-    async def op_metrics(self, trials: Any) -> dict[str, list[dict[str, Any]]]:
+    async def metrics(self, trials: Any) -> dict[str, list[dict[str, Any]]]:
         ids = [as_int(t, "trials") for t in (trials if isinstance(trials, list) else [trials])]
         got = await self.store.metrics(ids)
         return {str(k): views.curve(v) for k, v in got.items()}
 
-    async def op_ladder(self, exp: Any) -> list[dict[str, Any]]:
+    async def ladder(self, exp: Any) -> list[dict[str, Any]]:
         exp_id = as_int(exp, "experiment")
-        live = self.s.experiments.get(exp_id)
+        live = self.state.experiments.get(exp_id)
         if live is None:
-            row = await self._exp_row(exp_id)
+            row = await experiment_row(self.store, exp_id)
             live = Experiment.new(
                 row.id, parse_spec(json.loads(row.spec)), row.state, row.created_at
             )
             live.replay(
-                await self.store.events(row.id, types=LADDER_EVENTS),
+                await self.store.events(row.id, types=events.LADDER),
                 await self.store.trials(row.id),
             )
         out = []
@@ -136,18 +143,18 @@ class QueryOps:
                 d = {k: getattr(st, k) for k in st.__dataclass_fields__}
                 for k in ("cutoff_value", "best"):
                     if d.get(k) is not None:
-                        d[k] = protocol.encode_number(d[k])
+                        d[k] = numbers.encode(d[k])
                 out.append(d)
         return out
 
-    async def op_gpus(self) -> list[dict[str, Any]]:
+    async def gpus(self) -> list[dict[str, Any]]:
         holders: dict[str, list[int]] = {}
-        for run in self.s.running.values():
+        for run in self.state.running.values():
             for slot in run.lease.slots:
                 holders.setdefault(slot.name, []).append(run.trial.id)
         out = []
-        for slot in self.slots.gpu_slots + self.slots.cpu_slots:
-            g = self.samples.get(slot.gpu.uuid) if slot.gpu else None
+        for slot in self.slots.table.gpu_slots + self.slots.table.cpu_slots:
+            g = self.slots.samples.get(slot.gpu.uuid) if slot.gpu else None
             out.append(
                 {
                     "slot": slot.name,
@@ -162,7 +169,7 @@ class QueryOps:
             )
         return out
 
-    async def op_logs(self, trial: Any, offset: int = 0, limit: int = 1 << 19) -> dict[str, Any]:
+    async def logs(self, trial: Any, offset: int = 0, limit: int = 1 << 19) -> dict[str, Any]:
         row = await self.store.trial(as_int(trial, "trial"))
         if row is None:
             raise HpdError(f"no trial {trial}")
@@ -178,8 +185,8 @@ class QueryOps:
         done = row.state in FINAL_TRIAL_STATES
         return {"text": data.decode(errors="replace"), "offset": offset + len(data), "final": done}
 
-    async def op_export(self, exp: Any, format: str = "json") -> Any:
-        trials = await self.op_trials(exp)
+    async def export(self, exp: Any, format: str = "json") -> Any:
+        trials = await self.trials(exp)
         curves = await self.store.metrics([t["id"] for t in trials])
         for t in trials:
             t["metrics"] = views.curve(curves.get(t["id"], []))
@@ -187,17 +194,7 @@ class QueryOps:
             return {"csv": views.export_csv(trials)}
         if format != "json":
             raise HpdError(f"format: must be csv or json, got {format!r}")
-        return {"experiment": await self.op_status(exp), "trials": trials}
-
-
-def as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise HpdError(f"{name}: must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    raise HpdError(f"{name}: must be an integer, got {value!r}")
+        return {"experiment": await self.status(exp), "trials": trials}
 
 
 def _read_chunk(path: Path, offset: int, limit: int) -> bytes:
