@@ -1,22 +1,26 @@
-"""The store: the only module that touches SQLite (through aiosqlite).
+"""The store: the only module that touches SQLite (the standard library's ``sqlite3``).
 
 Owns the schema, its migrations (``PRAGMA user_version``), every query, and the rule that each
 state change is one ``BEGIN IMMEDIATE`` transaction on the daemon's single connection (WAL,
 ``synchronous=FULL``), so a kill at any moment loses nothing that was acknowledged. Reports that
 arrive together are group-committed: one transaction, many rows, every caller acknowledged only
-after the commit. Must never decide anything (that is the ladder's job) or spawn processes.
+after the commit. The connection lives on one worker thread of its own: every transaction is a
+function run there whole (one thread hop per transaction, not per statement), so the event
+loop never waits on SQLite or an fsync. Must never decide anything (that is the ladder's job)
+or spawn processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-
-import aiosqlite
 
 from hpd.core import events, numbers
 from hpd.core.records import (
@@ -135,43 +139,90 @@ SCHEMA_VERSION = len(MIGRATIONS)
 Tx = Callable[[sqlite3.Connection], T]
 
 
+class _Thread:
+    """One thread that owns the SQLite connection and runs functions on it, in order.
+
+    A bare queue and ``call_soon_threadsafe`` (as aiosqlite does inside): measured cheaper per
+    transaction than ``run_in_executor``, whose concurrent futures add locks and callbacks.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._serve, name="hpd-store", daemon=True)
+        self._thread.start()
+
+    def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._jobs.put((fn, fut))
+        return fut
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            try:
+                result = fn()
+            except BaseException as exc:
+                fut.get_loop().call_soon_threadsafe(_settle, fut, None, exc)
+            else:
+                fut.get_loop().call_soon_threadsafe(_settle, fut, result, None)
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():  # its waiter was cancelled meanwhile
+        return
+    if exc is None:
+        fut.set_result(result)
+    else:
+        fut.set_exception(exc)
+
+
 class Store:
     """The daemon's one connection. Open with ``await Store.open(path)``."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
+    def __init__(self, conn: sqlite3.Connection, thread: _Thread) -> None:
+        self._conn = conn
+        self._thread = thread  # the connection is only ever used from it
         self._queue: list[tuple[str, Tx[Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Store:
+        thread = _Thread()
         try:
-            db = await aiosqlite.connect(str(path), isolation_level=None)
+            conn = await thread.call(functools.partial(_connect, path))
         except sqlite3.Error as exc:
+            thread.stop()
             raise StoreError(f"cannot open {path}: {exc}") from exc
-        store = cls(db)
+        store = cls(conn, thread)
         try:
             await store._run(_configure)
             await store._run(_migrate)
         except BaseException:
-            # aiosqlite's thread is not a daemon thread: an open connection would keep the
-            # process alive after the error (a refused newer schema must exit, not hang).
-            await db.close()
+            await store._shutdown()
             raise
         return store
 
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
-        await self._db.close()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            await self._thread.call(self._conn.close)
+        self._thread.stop()
 
     # -- plumbing -------------------------------------------------------------------------
 
     async def _run(self, fn: Tx[T]) -> T:
-        # aiosqlite's public API costs one thread hop per statement; running a whole
-        # transaction as one function on its worker thread costs one hop in all.
+        # A whole transaction runs as one function on the store's thread: one hop in all.
         try:
-            return await self._db._execute(fn, self._db._conn)  # type: ignore[no-untyped-call,no-any-return]
+            return await self._thread.call(functools.partial(fn, self._conn))
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 
@@ -334,6 +385,12 @@ class Store:
 
 
 # -- transaction bodies (run on the connection's thread) -----------------------------------
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit mode (isolation_level=None): every transaction is an explicit BEGIN IMMEDIATE.
+    # check_same_thread stays on: only the store's one thread ever touches the connection.
+    return sqlite3.connect(str(path), isolation_level=None)
 
 
 def _configure(conn: sqlite3.Connection) -> None:
