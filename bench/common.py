@@ -6,48 +6,31 @@ import contextlib
 import json
 import os
 import platform
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hpd.client import Client
-from hpd.errors import HpdError
+from hpd.client.local import LocalDaemon
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
 def daemon(fake_gpus: int = 4, args: tuple[str, ...] = ()) -> Iterator[Client]:
-    """A daemon on fake GPUs, stopped (SIGTERM) on exit."""
+    """A daemon on fake GPUs (the shared harness, ``hpd.client.local``), stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="hpd-bench-") as tmp:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("HPD_") or k == "HPD_PROFILE"
-        }
-        env.pop("XDG_RUNTIME_DIR", None)
-        env.update(HPD_FAKE_GPUS=str(fake_gpus), PYTHONPATH=str(REPO), HPD_LOG_LEVEL="WARNING")
-        cmd = [sys.executable, "-m", "hpd", "start", "--foreground", "--state-dir", tmp, *args]
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO)
-        try:
-            client = Client(tmp)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    client.ping()
-                    break
-                except (HpdError, OSError):
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("daemon did not start") from None
-                    time.sleep(0.05)
-            yield client
-            client.close()
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+        env = {"PYTHONPATH": str(REPO), "HPD_LOG_LEVEL": "WARNING"}
+        if "HPD_PROFILE" in os.environ:
+            env["HPD_PROFILE"] = os.environ["HPD_PROFILE"]
+        state = Path(tmp) / "state"
+        with LocalDaemon(state, fake_gpus=fake_gpus, args=args, extra_env=env, cwd=REPO) as d:
+            client = d.client()
+            try:
+                yield client
+            finally:
+                client.close()
 
 
 def machine() -> dict[str, Any]:

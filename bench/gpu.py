@@ -34,6 +34,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -296,46 +297,23 @@ def gpu_spec(
     return spec
 
 
-def real_daemon(
-    slots_per_gpu: int, fake_gpus: int = 0
-) -> tuple[Any, subprocess.Popen[bytes], tempfile.TemporaryDirectory[str]]:
+def real_daemon(slots_per_gpu: int, fake_gpus: int = 0) -> Any:
     """A daemon on the real GPUs (bench.common.daemon always fakes them); on ``fake_gpus``
-    fake ones when that is nonzero (a dry run on the CPU)."""
-    from hpd.client import Client
-    from hpd.errors import HpdError
+    fake ones when that is nonzero (a dry run on the CPU). A ``LocalDaemon``, not started."""
+    from hpd.client.local import LocalDaemon
 
-    tmp = tempfile.TemporaryDirectory(prefix="hpd-gpu-bench-")
-    keep = ("HPD_FASHION_MNIST",)  # where the trials' data is, not the daemon's settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HPD_") or k in keep}
-    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env.update(PYTHONPATH=pythonpath, HPD_LOG_LEVEL="WARNING")
-    if fake_gpus:
-        env["HPD_FAKE_GPUS"] = str(fake_gpus)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpd",
-            "start",
-            "--foreground",
-            "--state-dir",
-            tmp.name,
-            "--slots-per-gpu",
-            str(slots_per_gpu),
-        ],
-        env=env,
+    tmp = tempfile.mkdtemp(prefix="hpd-gpu-bench-")
+    env = {"HPD_LOG_LEVEL": "WARNING"}
+    if "HPD_FASHION_MNIST" in os.environ:  # where the trials' data is, not the daemon's settings
+        env["HPD_FASHION_MNIST"] = os.environ["HPD_FASHION_MNIST"]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return LocalDaemon(
+        Path(tmp) / "state",
+        fake_gpus=fake_gpus or None,
+        args=["--slots-per-gpu", str(slots_per_gpu)],
+        extra_env=env,
         cwd=REPO,
     )
-    client = Client(tmp.name)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.ping()
-            return client, proc, tmp
-        except (HpdError, OSError):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("daemon did not start") from None
-            time.sleep(0.1)
 
 
 def search(
@@ -350,8 +328,9 @@ def search(
     device: str = "cuda",
     fake_gpus: int = 0,
 ) -> dict[str, Any]:
-    client, proc, tmp = real_daemon(slots_per_gpu, fake_gpus)
-    try:
+    d = real_daemon(slots_per_gpu, fake_gpus)
+    with d:
+        client = d.client()
         slots = slots_per_gpu * (fake_gpus or _gpu_count())
         t0 = time.time()
         spec = gpu_spec(model, batch, searcher, trials, max_epochs, slots, steps, device)
@@ -361,10 +340,7 @@ def search(
         exported = exp.export()["trials"]
         events = exp.events()
         best = exp.best()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(120)
-        tmp.cleanup()
+    shutil.rmtree(d.state.parent, ignore_errors=True)
     samples = sum(m.get("samples", 0.0) for t in exported for m in t["metrics"])
     reached = None
     if target is not None:

@@ -2,94 +2,42 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hpd.client import Client
-from hpd.errors import HpdError
-from tests.waits import wait_until
+from hpd.client.local import LocalDaemon
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class DaemonProcess:
-    """``hpd start --foreground`` as a child process, with helpers to kill and restart it."""
-
-    def __init__(self, state: Path, env: dict[str, str], args: list[str]) -> None:
-        self.state = state
-        self.env = env
-        self.args = args
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, extra_env: dict[str, str] | None = None) -> DaemonProcess:
-        env = {**self.env, **(extra_env or {})}
-        cmd = [sys.executable, "-m", "hpd", "start", "--foreground", "--state-dir", str(self.state), *self.args]
-        log = open(self.state.parent / "daemon.out", "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=REPO)
-        wait_until(self._answers, what="the daemon answering a ping", detail=self._out)
-        return self
-
-    def _answers(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"daemon exited: {self._out()}")
-        try:
-            with Client(self.state, timeout=2) as c:
-                c.ping()
-        except (HpdError, OSError):
-            return False
-        return True
-
-    def _out(self) -> str:
-        return (self.state.parent / "daemon.out").read_text()[-2000:]
-
-    def client(self) -> Client:
-        return Client(self.state)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-
 @pytest.fixture
 def daemon_factory(tmp_path: Path) -> Iterator[Any]:
-    made: list[DaemonProcess] = []
+    made: list[LocalDaemon] = []
 
-    def make(fake_gpus: int = 4, args: list[str] | None = None, **env: str) -> DaemonProcess:
+    def make(fake_gpus: int = 4, args: list[str] | None = None, **env: str) -> LocalDaemon:
         state = tmp_path / f"state{len(made)}"
-        state.mkdir()
-        e = {k: v for k, v in os.environ.items() if not k.startswith("HPD_")}
-        e.pop("XDG_RUNTIME_DIR", None)
-        e["HPD_FAKE_GPUS"] = str(fake_gpus)
-        e["PYTHONPATH"] = str(REPO)
-        e.update(env)
-        d = DaemonProcess(state, e, args if args is not None else ["--cpu-slots", "2", "--grace", "5"])
+        d = LocalDaemon(
+            state,
+            fake_gpus=fake_gpus,
+            args=args if args is not None else ["--cpu-slots", "2", "--grace", "5"],
+            extra_env={"PYTHONPATH": str(REPO), **env},
+            log=tmp_path / "daemon.out",
+            cwd=REPO,
+        )
         made.append(d)
         return d
 
     yield make
     for d in made:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
+        if d.alive():
+            d.kill()
 
 
 @pytest.fixture
-def daemon(daemon_factory: Any) -> DaemonProcess:
+def daemon(daemon_factory: Any) -> LocalDaemon:
     return daemon_factory().start()  # type: ignore[no-any-return]
 
 

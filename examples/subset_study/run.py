@@ -32,7 +32,6 @@ import math
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from hpd.client import FINAL, Client, Experiment
+from hpd.client.local import LocalDaemon
 from hpd.core.spec import load_spec_file, spec_to_dict
 from hpd.errors import HpdError
 
@@ -172,33 +172,20 @@ def _answers(client: Client) -> bool:
 def private_daemon(
     cpu_slots: int | None, log: Path, slots_per_gpu: int | None = None
 ) -> Iterator[Client]:
-    """``hpd start --foreground`` in a temporary state dir, SIGTERM-ed on exit."""
+    """A daemon of its own in a temporary state dir (``hpd.client.local``), stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="hpd-study-") as tmp:
         args = ["--cpu-slots", str(cpu_slots)] if cpu_slots else []
         if slots_per_gpu:
             args += ["--slots-per-gpu", str(slots_per_gpu)]
-        cmd = [sys.executable, "-m", "hpd", "start", "--foreground", "--state-dir", tmp, *args]
-        env = dict(os.environ)
-        env.pop("HPD_HOME", None)  # --state-dir says where; nothing else may redirect it
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=out)
-        try:
-            client = Client(tmp)
-            deadline = time.monotonic() + 60
-            while not _answers(client):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"the private daemon did not start; see {log}")
-                time.sleep(0.1)
-            yield client
-            client.close()
-        finally:
-            proc.send_signal(signal.SIGTERM)
+        # The trials' settings (HPD_FAKE_GPUS, data paths) pass on; --state-dir says where.
+        env = {k: v for k, v in os.environ.items() if k.startswith("HPD_") and k != "HPD_HOME"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        with LocalDaemon(Path(tmp) / "state", args=args, extra_env=env, log=log, cwd=REPO) as d:
+            client = d.client()
             try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                yield client
+            finally:
+                client.close()
 
 
 # -- running the study -----------------------------------------------------------------------

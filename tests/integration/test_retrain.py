@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from examples.synthetic.train import loss
+from hpd.client.local import LocalDaemon
 from hpd.errors import RemoteError
-from tests.conftest import DaemonProcess, synthetic_spec
+from tests.conftest import synthetic_spec
 from tests.waits import WAIT_S
 
 
-def _hpd(daemon: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
+def _hpd(daemon: LocalDaemon, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hpd", *args, "--state-dir", str(daemon.state)],
         capture_output=True,
@@ -42,7 +43,7 @@ def _expected_order(trials: list[dict[str, Any]]) -> list[int]:
     return [tid for *_, tid in sorted(keyed)]
 
 
-def test_retrain_trains_the_top_k_on_full_data(daemon: DaemonProcess) -> None:
+def test_retrain_trains_the_top_k_on_full_data(daemon: LocalDaemon) -> None:
     spec = synthetic_spec(subset=None)
     with daemon.client() as c:
         search = c.submit(spec)
@@ -92,7 +93,7 @@ def test_retrain_trains_the_top_k_on_full_data(daemon: DaemonProcess) -> None:
     assert "top 3 of experiment" in human.stdout
 
 
-def test_retrain_refusals_name_the_problem_and_change_nothing(daemon: DaemonProcess) -> None:
+def test_retrain_refusals_name_the_problem_and_change_nothing(daemon: LocalDaemon) -> None:
     slow = synthetic_spec(
         searcher={"max_trials": 4, "min_resource": 1, "max_resource": 3},
         resources={"max_concurrent": 1},  # leaves slots free for the other search
@@ -126,7 +127,7 @@ def test_retrain_refusals_name_the_problem_and_change_nothing(daemon: DaemonProc
         running.cancel()
 
 
-def test_listed_configs_run_first_then_the_sampler(daemon: DaemonProcess) -> None:
+def test_listed_configs_run_first_then_the_sampler(daemon: LocalDaemon) -> None:
     configs = [{"lr": 0.01, "momentum": 0.7}, {"lr": 0.5, "momentum": 0.1}]
     with daemon.client() as c:
         fixed = c.submit(

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from examples.synthetic.train import loss
-from tests.conftest import REPO, DaemonProcess, synthetic_spec
+from hpd.client.local import LocalDaemon
+from tests.conftest import REPO, synthetic_spec
 from tests.integration.asha_check import check_asha
 from tests.waits import WAIT_S, wait_until
 
@@ -56,7 +57,7 @@ def _assert_no_shared_gpu(events: list[dict[str, Any]]) -> None:
 
 @pytest.mark.timeout(300)  # the wait below may take 240 s: a command trial per segment is CPU-bound
 @pytest.mark.parametrize("kind", ["entrypoint", "command"])
-def test_81_trial_asha_search_is_valid_and_exact(daemon: DaemonProcess, kind: str) -> None:
+def test_81_trial_asha_search_is_valid_and_exact(daemon: LocalDaemon, kind: str) -> None:
     """The acceptance search: 81 trials, 1..27 epochs, eta 3, on 4 fake GPUs."""
     spec = synthetic_spec(searcher={"max_trials": 81, "max_resource": 27})
     if kind == "command":
@@ -82,7 +83,7 @@ def test_81_trial_asha_search_is_valid_and_exact(daemon: DaemonProcess, kind: st
         _assert_inline_checkpoints(daemon, exp.id, trials)
 
 
-def _assert_inline_checkpoints(daemon: DaemonProcess, exp_id: int, trials: list[Any]) -> None:
+def _assert_inline_checkpoints(daemon: LocalDaemon, exp_id: int, trials: list[Any]) -> None:
     """The synthetic trial's state is tiny: in a warm worker it is kept in the database, once
     per trial, at the trial's last epoch, and no checkpoint directory is ever made."""
     conn = sqlite3.connect(f"file:{daemon.state / 'hpd.sqlite3'}?mode=ro", uri=True)
@@ -96,7 +97,7 @@ def _assert_inline_checkpoints(daemon: DaemonProcess, exp_id: int, trials: list[
     assert len(list(root.glob("*.log"))) == len(trials)  # beside the trials' dirs, not in them
 
 
-def _assert_one_checkpoint_each(daemon: DaemonProcess, exp_id: int, trials: list[Any]) -> None:
+def _assert_one_checkpoint_each(daemon: LocalDaemon, exp_id: int, trials: list[Any]) -> None:
     """Replaced checkpoints are deleted (after the segment's answer, so allow a moment)."""
     root = daemon.state / "experiments" / str(exp_id) / "trials"
     left: dict[int, list[str]] = {}
@@ -128,7 +129,7 @@ def test_same_seed_same_search_one_slot(daemon_factory: Any) -> None:
 
 
 @pytest.mark.parametrize("searcher", ["hyperband", "sha", "random"])
-def test_other_searchers_complete(daemon: DaemonProcess, searcher: str) -> None:
+def test_other_searchers_complete(daemon: LocalDaemon, searcher: str) -> None:
     """hyperband, synchronous SHA and random search all finish with a best trial."""
     spec = synthetic_spec(searcher={"name": searcher, "max_trials": 18})
     with daemon.client() as c:
@@ -142,7 +143,7 @@ def test_other_searchers_complete(daemon: DaemonProcess, searcher: str) -> None:
         assert all(t["resource"] == 9 and t["state"] == "completed" for t in trials)
 
 
-def test_stop_and_restart_resumes_the_search(daemon: DaemonProcess) -> None:
+def test_stop_and_restart_resumes_the_search(daemon: LocalDaemon) -> None:
     """SIGTERM stops trials gracefully; the next start finishes the same search exactly."""
     spec = synthetic_spec(space={"sleep": {"type": "choice", "values": [0.05]}})
     with daemon.client() as c:
@@ -165,7 +166,7 @@ def test_stop_and_restart_resumes_the_search(daemon: DaemonProcess) -> None:
             assert value == loss(t["params"]["lr"], t["params"]["momentum"], (1, 3, 9)[int(rung)])
 
 
-def test_pause_frees_gpus_and_resume_continues(daemon: DaemonProcess) -> None:
+def test_pause_frees_gpus_and_resume_continues(daemon: LocalDaemon) -> None:
     """Pause checkpoints and frees every slot; resume continues to completion."""
     spec = synthetic_spec(space={"sleep": {"type": "choice", "values": [0.05]}})
     with daemon.client() as c:
@@ -179,7 +180,7 @@ def test_pause_frees_gpus_and_resume_continues(daemon: DaemonProcess) -> None:
         assert exp.wait(timeout=120)["state"] == "completed"
 
 
-def test_cancel_stops_everything(daemon: DaemonProcess) -> None:
+def test_cancel_stops_everything(daemon: LocalDaemon) -> None:
     """Cancel ends the experiment; no trial is left running."""
     spec = synthetic_spec(space={"sleep": {"type": "choice", "values": [0.2]}})
     with daemon.client() as c:
@@ -191,7 +192,7 @@ def test_cancel_stops_everything(daemon: DaemonProcess) -> None:
         assert all(t["state"] in ("cancelled", "stopped", "completed") for t in exp.trials())
 
 
-def test_cli_round_trip(daemon: DaemonProcess, tmp_path: Any) -> None:
+def test_cli_round_trip(daemon: LocalDaemon, tmp_path: Any) -> None:
     """submit/status/trials/best/events/export/logs through the CLI, with --json keys."""
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(synthetic_spec(searcher={"max_trials": 9})))
@@ -229,7 +230,7 @@ def test_cli_round_trip(daemon: DaemonProcess, tmp_path: Any) -> None:
     assert [p.parent.name for p in tdir.glob("*/output.log")] == [str(trials[1]["id"])]
 
 
-def test_bad_spec_changes_nothing(daemon: DaemonProcess, tmp_path: Any) -> None:
+def test_bad_spec_changes_nothing(daemon: LocalDaemon, tmp_path: Any) -> None:
     """A bad spec prints every error with its field path and creates no experiment."""
     bad = synthetic_spec(searcher={"eta": 1.5, "max_trials": 0})
     path = tmp_path / "bad.json"
@@ -245,7 +246,7 @@ def test_bad_spec_changes_nothing(daemon: DaemonProcess, tmp_path: Any) -> None:
         assert c.experiments() == []
 
 
-def test_second_start_says_already_running(daemon: DaemonProcess) -> None:
+def test_second_start_says_already_running(daemon: LocalDaemon) -> None:
     """A second start on the same state dir refuses and exits non-zero."""
     out = subprocess.run(
         [sys.executable, "-m", "hpd", "start", "--state-dir", str(daemon.state)],

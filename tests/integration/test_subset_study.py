@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DaemonProcess
+from hpd.client.local import LocalDaemon
 
 pytest.importorskip("torch")
 
@@ -32,7 +32,7 @@ def _acc(v: object) -> float:
     return x
 
 
-def test_smoke_study_end_to_end(daemon: DaemonProcess, tmp_path: Path) -> None:
+def test_smoke_study_end_to_end(daemon: LocalDaemon, tmp_path: Path) -> None:
     out = tmp_path / "study"
     with daemon.client() as c:
         run_study(c, SCALES["smoke"], out, timeout_s=100)

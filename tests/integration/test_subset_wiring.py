@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import DaemonProcess, synthetic_spec
+from hpd.client.local import LocalDaemon
+from tests.conftest import synthetic_spec
 
 pytest.importorskip("torch")
 
@@ -15,7 +16,7 @@ pytest.importorskip("torch")
     ("strategy", "fraction"), [("none", 1.0), ("random", 0.125), ("gradmatch", 0.125)]
 )
 def test_subset_timings_reach_trials_json(
-    daemon: DaemonProcess, strategy: str, fraction: float
+    daemon: LocalDaemon, strategy: str, fraction: float
 ) -> None:
     """`hpd trials --json` shows each trial's strategy, fraction, selection and epoch seconds."""
     spec: dict[str, Any] = synthetic_spec(

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from hpd.errors import HpdError
-from tests.conftest import REPO, DaemonProcess, synthetic_spec
+from tests.conftest import REPO, LocalDaemon, synthetic_spec
 from tests.integration.asha_check import check_asha
 
 TPE = {"sampler": "tpe", "sampler_options": {"n_startup": 8}}
 
 
 @pytest.mark.timeout(300)
-def test_tpe_search_is_valid_asha_and_explains_its_proposals(daemon: DaemonProcess) -> None:
+def test_tpe_search_is_valid_asha_and_explains_its_proposals(daemon: LocalDaemon) -> None:
     pytest.importorskip("optuna")
     spec = synthetic_spec(searcher={"max_trials": 40, "max_resource": 9, **TPE})
     with daemon.client() as c:
@@ -48,7 +48,7 @@ def test_tpe_search_is_valid_asha_and_explains_its_proposals(daemon: DaemonProce
     assert all(by_index[i] == random_params[i] for i in range(4))
 
 
-def test_events_cli_says_who_proposed(daemon: DaemonProcess) -> None:
+def test_events_cli_says_who_proposed(daemon: LocalDaemon) -> None:
     pytest.importorskip("optuna")
     spec = synthetic_spec(searcher={"max_trials": 12, "max_resource": 3, **TPE})
     with daemon.client() as c:

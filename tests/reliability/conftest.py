@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,9 +19,7 @@ from typing import Any
 
 import pytest
 
-from hpd.client import Client
-from hpd.errors import HpdError
-from tests.waits import WAIT_S, wait_until
+from hpd.client.local import LocalDaemon
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -59,97 +56,29 @@ def base_spec(**over: Any) -> dict[str, Any]:
     return spec
 
 
-class DaemonProc:
-    """One state dir; start/kill/restart its daemon as a child process."""
+class DaemonProc(LocalDaemon):
+    """The shared harness (``hpd.client.local``) plus offline reads of the SQLite file."""
 
-    def __init__(self, state: Path, runtime: Path, *, fake_gpus: int = 0, cpu_slots: int = 1,
+    def __init__(self, state: Path, *, fake_gpus: int = 0, cpu_slots: int = 1,
                  grace: float = 2.0, extra_env: dict[str, str] | None = None) -> None:
-        self.state = state
-        self.runtime = runtime
-        self.fake_gpus = fake_gpus
-        self.cpu_slots = cpu_slots
+        env = {"HPD_HOME": str(state), "HPD_LOG_LEVEL": "WARNING",
+               "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        super().__init__(
+            state, fake_gpus=fake_gpus, args=["--cpu-slots", str(cpu_slots), "--grace", str(grace)],
+            extra_env={**env, **(extra_env or {})}, log=state.parent / f"{state.name}-daemon.log",
+            cwd=REPO,
+        )
         self.grace = grace
-        self.extra_env = dict(extra_env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = state.parent / f"{state.name}-daemon.log"
-        self.pids: list[int] = []
 
-    def env(self, fault: str | None = None) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("HPD_FAULT", None)
-        env.pop("XDG_RUNTIME_DIR", None)  # the socket lives in <state>/run/
-        env["HPD_HOME"] = str(self.state)
-        env["HPD_FAKE_GPUS"] = str(self.fake_gpus)
-        env["HPD_LOG_LEVEL"] = "WARNING"
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        env.update(self.extra_env)
-        if fault:
-            env["HPD_FAULT"] = fault
-        return env
+    def kill9(self) -> int:
+        return self.kill()
 
-    def argv(self) -> list[str]:
-        return [PY, "-m", "hpd", "start", "--foreground", "--state-dir", str(self.state),
-                "--cpu-slots", str(self.cpu_slots), "--grace", str(self.grace)]
-
-    def start(self, fault: str | None = None, wait: bool = True) -> subprocess.Popen[bytes]:
-        self.state.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv(), env=self.env(fault), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=log, start_new_session=True, cwd=str(REPO),
-            )
-        self.pids.append(self.proc.pid)
-        if wait:
-            self.wait_ready()
-        return self.proc
-
-    def client(self, timeout: float = 30) -> Client:
-        return Client(self.state, timeout=timeout)
+    def stop(self, timeout: float | None = None) -> int | None:
+        return super().stop(self.grace + 15 if timeout is None else timeout)
 
     @property
     def socket(self) -> Path:
         return self.client().layout.socket
-
-    def wait_ready(self, timeout: float = WAIT_S) -> None:
-        def answers() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(HpdError, OSError), self.client(timeout=2) as c:
-                c.ping()
-                return True
-            return False
-
-        wait_until(answers, timeout, what="daemon ready", detail=self.tail, interval=0.02)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> int:
-        assert self.proc is not None
-        pid = self.proc.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        self.proc.wait()
-        return pid
-
-    def wait_exit(self, timeout: float = 60) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(self.grace + 15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
 
     @property
     def db(self) -> Path:
@@ -179,9 +108,7 @@ def make_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     def make(**kw: Any) -> DaemonProc:
         root = tmp_path_factory.mktemp("hpd")
-        runtime = root / "rt"
-        runtime.mkdir(mode=0o700)
-        d = DaemonProc(root / "state", runtime, **kw)
+        d = DaemonProc(root / "state", **kw)
         made.append(d)
         return d
 

@@ -118,7 +118,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     def make(**kw: Any) -> DaemonProc:
         root = tmp_path_factory.mktemp("hpdref")
-        d = DaemonProc(root / "state", root, **kw)
+        d = DaemonProc(root / "state", **kw)
         made.append(d)
         return d
 

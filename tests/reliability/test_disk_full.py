@@ -56,7 +56,7 @@ def test_disk_full_degrades_then_recovers(make_daemon: Any, tmp_path: Any) -> No
     # `hpd status` says so; new searches are refused with a clear message
     out = subprocess.run(
         [PY, "-m", "hpd", "status", "--state-dir", str(d.state)],
-        capture_output=True, text=True, env=d.env(), cwd=str(REPO), timeout=WAIT_S,
+        capture_output=True, text=True, env=d.env, cwd=str(REPO), timeout=WAIT_S,
     )
     assert out.returncode == 0 and "degraded: database or disk is full" in out.stdout, out
     with pytest.raises(RemoteError, match="degraded"):

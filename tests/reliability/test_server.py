@@ -227,7 +227,7 @@ def test_other_uid_cannot_connect(make_daemon: Any) -> None:
     # directory, so only hpd's own protections stand in its way.
     root = Path(tempfile.mkdtemp(prefix="hpd-uid-", dir="/tmp"))
     os.chmod(root, 0o755)
-    d = DaemonProc(root / "state", root)
+    d = DaemonProc(root / "state")
     try:
         _other_uid_checks(d)
     finally:
@@ -256,7 +256,7 @@ def _other_uid_checks(d: DaemonProc) -> None:
 def _cli(d: DaemonProc, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PY, "-m", "hpd", *args, "--state-dir", str(d.state)],
-        capture_output=True, text=True, env=d.env(), cwd=str(REPO), timeout=timeout,
+        capture_output=True, text=True, env=d.env, cwd=str(REPO), timeout=timeout,
     )
 
 
@@ -274,7 +274,7 @@ def test_second_start_says_already_running(make_daemon: Any) -> None:
     e = make_daemon()
     e.state.mkdir(parents=True)
     procs = [subprocess.Popen([PY, "-m", "hpd", "start", "--foreground", "--state-dir",
-                               str(e.state), "--cpu-slots", "1"], env=e.env(), cwd=str(REPO),
+                               str(e.state), "--cpu-slots", "1"], env=e.env, cwd=str(REPO),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True) for _ in range(5)]
     try:

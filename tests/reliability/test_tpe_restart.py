@@ -49,7 +49,7 @@ def tpe_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     def make(**kw: Any) -> DaemonProc:
         root = tmp_path_factory.mktemp("hpdtpe")
-        d = DaemonProc(root / "state", root, **kw)
+        d = DaemonProc(root / "state", **kw)
         made.append(d)
         return d
 
