@@ -15,7 +15,7 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.core
 	$(PIP) install "$(TORCH)"
-	$(PIP) install -e '.[dev,torch,tpe]'
+	$(PIP) install -e '.[dev,torch,tpe,ray]'
 	touch $@
 
 demo: $(VENV)/.core

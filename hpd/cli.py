@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -140,6 +141,17 @@ def main() -> None:
     type=click.FloatRange(0, 3600),
     help="Seconds a stopping trial gets to checkpoint.",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS",
+    help="Run the slots as actors on this Ray cluster (HOST:PORT, or auto). Needs hpd[ray].",
+)
+@click.option(
+    "--checkpoint-root",
+    type=click.Path(file_okay=False),
+    help="Trials' logs and checkpoints here: a directory every Ray node mounts (with --ray).",
+)
 def start(
     state_dir: str | None,
     foreground: bool,
@@ -147,16 +159,26 @@ def start(
     slots_per_gpu: int,
     cpu_slots: int,
     grace: float,
+    ray_address: str | None,
+    checkpoint_root: str | None,
 ) -> None:
     """Start the daemon (detaches unless --foreground)."""
     lay = layout(state_dir)
+    if checkpoint_root and not ray_address:
+        _fail("--checkpoint-root: only with --ray (on one machine, trials use the state dir)")
     if _answers(state_dir):
         _fail(f"already running (state dir {lay.state})")
     if foreground:
         from hpd.daemon import AlreadyRunning, Config, serve_forever
 
         cfg = Config(
-            lay, gpus=gpus, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots, grace_s=grace
+            lay,
+            gpus=gpus,
+            slots_per_gpu=slots_per_gpu,
+            cpu_slots=cpu_slots,
+            grace_s=grace,
+            ray=ray_address,
+            checkpoint_root=Path(checkpoint_root).resolve() if checkpoint_root else None,
         )
         try:
             serve_forever(cfg)
@@ -176,6 +198,8 @@ def start(
             str(cpu_slots),
             "--grace",
             str(grace),
+            *(["--ray", ray_address] if ray_address else []),
+            *(["--checkpoint-root", checkpoint_root] if checkpoint_root else []),
         ],
     )
     click.echo(f"hpd started (pid {pid}, state dir {lay.state})")

@@ -115,7 +115,8 @@ class TrialCompleted:
 class SegmentInterrupted:
     TYPE: ClassVar[str] = "segment_interrupted"
     attempt: int
-    reason: str | None = None  # pause | cancel | shutdown
+    reason: str | None = None  # pause | cancel | shutdown | lost
+    detail: str | None = None  # for lost: which node left, and what Ray said
 
 
 @dataclass(frozen=True, slots=True)

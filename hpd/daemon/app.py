@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
 import signal
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from hpd.daemon.engine import Engine
 from hpd.daemon.handlers.admin import AdminHandlers
@@ -24,6 +26,7 @@ from hpd.daemon.handlers.control import ControlHandlers
 from hpd.daemon.handlers.queries import QueryHandlers
 from hpd.daemon.handlers.trials import TrialHandlers
 from hpd.daemon.launcher import ProcessLauncher
+from hpd.daemon.ports import Launcher
 from hpd.daemon.recovery import recover
 from hpd.daemon.router import Router
 from hpd.daemon.server import Server
@@ -45,16 +48,17 @@ class AlreadyRunning(HpdError):
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.cfg = config
-        self.layout = config.layout
+        self.layout = dataclasses.replace(config.layout, trials_root=config.checkpoint_root)
         self.clock = config.clock
         self.state = DaemonState()
         self.router = Router()
         self.server = Server(
             self.layout.socket, self.router.handle, idle_timeout=config.idle_timeout_s
         )
-        self.launcher = ProcessLauncher(
+        self.launcher: Launcher = ProcessLauncher(
             self.layout.socket, self.layout.state / "workers", self.router.handle
         )
+        self.cluster: Any = None  # hpd.daemon.ray_backend's cluster, with --ray
         self._stopping = asyncio.Event()
         self._lock_fd: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -75,9 +79,11 @@ class Daemon:
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> None:
         self.acquire_lock()
+        # The slots first: a cluster that cannot be joined leaves no database behind.
+        slots = await self._ray_slots() if self.cfg.ray else self._slots()
         store = await Store.open(self.layout.db)
         try:
-            engine = await self._start(store)
+            engine = await self._start(store, slots)
             if on_ready:
                 on_ready()
             await self._stopping.wait()
@@ -91,8 +97,7 @@ class Daemon:
             self._engine.stopping = True
         self._stopping.set()
 
-    async def _start(self, store: Store) -> Engine:
-        slots = self._slots()
+    async def _start(self, store: Store, slots: Slots) -> Engine:
         ids = await next_ids(store)
         self.state.ids = Ids(ids["experiments"], ids["trials"], ids["attempts"])
         engine = Engine(
@@ -115,7 +120,7 @@ class Daemon:
         self._tasks = [
             asyncio.create_task(engine.run_scheduler(), name="scheduler"),
             asyncio.create_task(_ticker(engine), name="tick"),
-            asyncio.create_task(self._sample_gpus(slots), name="gpu_sampler"),
+            asyncio.create_task(self._watch(slots, engine), name="gpu_sampler"),
         ]
         logger.info(
             "hpd %s ready on %s (%d slots)", __version__, self.layout.socket, len(slots.table.free)
@@ -130,6 +135,37 @@ class Daemon:
         cpu = self.cfg.cpu_slots or (os.cpu_count() or 1)
         table = gpus.SlotTable.build(infos, slots_per_gpu=self.cfg.slots_per_gpu, cpu_slots=cpu)
         return Slots(table, {g.uuid: g for g in infos})
+
+    async def _ray_slots(self) -> Slots:
+        """Join the cluster, check the checkpoint root from every node, and make its slots."""
+        from hpd.daemon import ray_backend
+
+        assert self.cfg.ray is not None
+        cluster, slots, placed = await asyncio.to_thread(
+            ray_backend.join,
+            self.cfg.ray,
+            self.layout.trials_root or self.layout.state,
+            slots_per_gpu=self.cfg.slots_per_gpu,
+            cpu_slots=self.cfg.cpu_slots,
+        )
+        self.cluster = (cluster, placed)
+        self.launcher = ray_backend.RayLauncher(cluster, placed, self.router.handle)
+        return slots
+
+    async def _watch(self, slots: Slots, engine: Engine) -> None:
+        if self.cluster is None:
+            return await self._sample_gpus(slots)
+        from hpd.daemon import ray_backend
+
+        cluster, placed = self.cluster
+        await ray_backend.watch_nodes(
+            cluster,
+            slots,
+            placed,
+            slots_per_gpu=self.cfg.slots_per_gpu,
+            cpu_slots=self.cfg.cpu_slots,
+            on_change=engine.wake,
+        )
 
     def _route(self, store: Store, engine: Engine, slots: Slots) -> None:
         for handlers in (

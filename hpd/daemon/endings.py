@@ -69,6 +69,9 @@ class Endings:
                 self.record_result(run, run.result)
         elif run.stop_reason in ("pause", "cancel", "shutdown"):
             await self.interrupted(run)
+        elif out.status == "lost":  # its node left the cluster: rerun it, no restart counted
+            run.stop_reason = "lost"
+            await self.interrupted(run, out.message)
         elif run.stop_reason == "timeout":
             timeout = exp.spec.limits.progress_timeout_s
             await self.crashed(run, f"no progress for {timeout:g} s: killed")
@@ -114,7 +117,7 @@ class Endings:
         if state != "paused":
             t.ckpt_data = None  # never resumed again: the database keeps it, memory need not
 
-    async def interrupted(self, run: Running) -> None:
+    async def interrupted(self, run: Running, why: str | None = None) -> None:
         eng, exp, t = self, run.exp, run.trial
         now = eng.clock()
         cancelled = run.stop_reason == "cancel"
@@ -124,7 +127,9 @@ class Endings:
             [
                 AttemptUpdate(run.attempt, {"ended_at": now, "outcome": "interrupted"}),
                 TrialUpdate(t.id, {"state": state}),
-                eng.event(exp.id, t.id, events.SegmentInterrupted(run.attempt, run.stop_reason)),
+                eng.event(
+                    exp.id, t.id, events.SegmentInterrupted(run.attempt, run.stop_reason, why)
+                ),
             ],
         )
         t.state = state

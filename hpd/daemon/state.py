@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from hpd.core import asha
@@ -33,6 +34,8 @@ class Config:
     idle_timeout_s: float = 600.0
     gpu_sample_s: float = 2.0
     clock: Clock = time.time
+    ray: str | None = None  # a Ray cluster's address (or "auto"): slots are actors there
+    checkpoint_root: Path | None = None  # trials' logs and checkpoints, on every node
 
 
 class Signalled(Protocol):
@@ -53,7 +56,7 @@ class Running:
     last_progress: float
     proc: Signalled | None = None
     result: float | None = None
-    stop_reason: str | None = None  # pause | cancel | shutdown | timeout
+    stop_reason: str | None = None  # pause | cancel | shutdown | timeout | lost
     task: asyncio.Task[None] | None = None
     kill_at: float | None = None  # SIGKILL if it still runs then (the grace after SIGTERM)
 
@@ -91,6 +94,7 @@ class Slots:
 
     table: gpus.SlotTable
     samples: dict[str, gpus.GpuInfo] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)  # slot name -> its Ray node (--ray)
 
 
 @dataclass

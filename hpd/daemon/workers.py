@@ -29,7 +29,7 @@ from hpd.io import procs
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[protocol.Request], Awaitable[Any]]
-Status = Literal["ok", "crashed"]
+Status = Literal["ok", "crashed", "lost"]  # lost: its node went away (not the trial's fault)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,17 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from hpd.core import protocol
 from hpd.errors import ProtocolError, RemoteError
+
+
+class Caller(Protocol):
+    """What a trial needs of its way to the daemon: one blocking request, its answer or a
+    ``RemoteError`` (a ``Channel`` here; a Ray slot's relay on a cluster)."""
+
+    def call(self, op: str, **args: Any) -> Any: ...
 
 
 class Channel:

@@ -204,6 +204,7 @@ class SlotTable:
     gpu_slots: list[Slot]
     cpu_slots: list[Slot]
     free: set[Slot] = field(default_factory=set)
+    retired: set[Slot] = field(default_factory=set)  # gone with their node: never leased again
 
     @classmethod
     def build(
@@ -261,6 +262,23 @@ class SlotTable:
 
     def release(self, lease: Lease) -> None:
         self.free.update(lease.slots)
+        if self.retired:
+            self.free -= self.retired
+
+    def add(self, slots: Sequence[Slot]) -> None:
+        """New slots (a node joined the cluster), free from now on."""
+        for s in slots:
+            (self.gpu_slots if s.gpu is not None else self.cpu_slots).append(s)
+            self.retired.discard(s)
+            self.free.add(s)
+
+    def retire(self, slots: Sequence[Slot]) -> None:
+        """Slots that no longer exist (their node left): a leased one is not given back."""
+        gone = set(slots)
+        self.gpu_slots = [s for s in self.gpu_slots if s not in gone]
+        self.cpu_slots = [s for s in self.cpu_slots if s not in gone]
+        self.free -= gone
+        self.retired |= gone
 
     def busy_by_gpu(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -32,9 +32,12 @@ def _runtime_key(state: Path) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """The files of one daemon instance."""
+    """The files of one daemon instance. Trials' logs and checkpoints live under ``trials_root``
+    when one is set (``--checkpoint-root``: a directory every node of a Ray cluster mounts),
+    else in the state dir."""
 
     state: Path
+    trials_root: Path | None = None
 
     @property
     def db(self) -> Path:
@@ -66,12 +69,16 @@ class Layout:
     # Built as one string: three paths per segment on the daemon's loop, and pathlib's
     # joining costs tens of microseconds each.
     def trial_dir(self, exp_id: int, trial_id: int) -> Path:
-        return Path(f"{self.state}/experiments/{int(exp_id)}/trials/{int(trial_id)}")
+        return Path(
+            f"{self.trials_root or self.state}/experiments/{int(exp_id)}/trials/{int(trial_id)}"
+        )
 
     def trial_log(self, exp_id: int, trial_id: int) -> Path:
         # Beside the trial's dir, not in it: most trials never need a dir (their checkpoints
         # are inline), and a mkdir per trial costs ~0.4 ms of kernel time on ext4.
-        return Path(f"{self.state}/experiments/{int(exp_id)}/trials/{int(trial_id)}.log")
+        return Path(
+            f"{self.trials_root or self.state}/experiments/{int(exp_id)}/trials/{int(trial_id)}.log"
+        )
 
     def legacy_trial_log(self, exp_id: int, trial_id: int) -> Path:
         """Where earlier builds wrote the log, in the trial's dir (``hpd logs`` reads it too)."""

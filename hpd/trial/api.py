@@ -28,7 +28,7 @@ from typing import Any
 from hpd.core import protocol
 from hpd.core.protocol import CHECKPOINT_NAME, INLINE_MAX
 from hpd.errors import HpdError
-from hpd.io.channel import Channel, unix_connector
+from hpd.io.channel import Caller, Channel, unix_connector
 
 # Reports younger than this ride with the next send. Half a second keeps live curves (the UI
 # polls every 0.7 s) current while a loop of short epochs costs the daemon two commits a second
@@ -41,7 +41,7 @@ class TrialContext:
     """One segment of one trial: from its last checkpoint up to this segment's rung resource."""
 
     def __init__(
-        self, segment: Mapping[str, Any], channel: Channel, *, end_with_answer: bool = False
+        self, segment: Mapping[str, Any], channel: Caller, *, end_with_answer: bool = False
     ) -> None:
         self._seg = dict(segment)
         self._channel = channel

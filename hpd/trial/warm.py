@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from hpd.core import protocol
-from hpd.io.channel import Channel
+from hpd.io.channel import Caller, Channel
 from hpd.io.procs import exit_if_orphaned, set_parent_death_signal
 from hpd.trial import TrialContext
 
@@ -91,7 +91,7 @@ def _environment(env: dict[str, str], cwd: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def run_segment(seg: dict[str, Any], channel: Channel) -> dict[str, Any]:
+def run_segment(seg: dict[str, Any], channel: Caller) -> dict[str, Any]:
     """Run one segment; the answer carries its last reports and inline checkpoint, if any."""
     ctx = TrialContext(seg, channel, end_with_answer=True)
     _finished.append(ctx)  # cleaned up once the daemon has its answer, even if fn raised
@@ -115,9 +115,14 @@ def run_segment(seg: dict[str, Any], channel: Channel) -> dict[str, Any]:
     return {"status": "interrupted" if ctx.stopped_early else "ok", **ctx.end()}
 
 
-def _on_sigterm(*_: object) -> None:
+def request_stop_all() -> None:
+    """SIGTERM's meaning: the segment in progress ends after its epoch (it checkpoints)."""
     for ctx in _current:
         ctx.request_stop()
+
+
+def _on_sigterm(*_: object) -> None:
+    request_stop_all()
 
 
 def serve(sock: socket.socket) -> None:
@@ -133,19 +138,19 @@ def serve(sock: socket.socket) -> None:
             result = run_segment(req.args, channel)
             resp = protocol.Response(req.id, True, result)
         except Exception as exc:  # the trial's own error: report it, stay warm
-            resp = protocol.Response(req.id, False, None, "trial_error", _summary(exc))
+            resp = protocol.Response(req.id, False, None, "trial_error", summary(exc))
         sock.sendall(protocol.encode_response(resp))
-        _clean_up_finished()
+        clean_up_finished()
 
 
-def _clean_up_finished() -> None:
+def clean_up_finished() -> None:
     """Replaced checkpoints are deleted here, after the answer, not on the segment's end."""
     while _finished:
         with contextlib.suppress(Exception):
             _finished.pop().cleanup()
 
 
-def _summary(exc: BaseException) -> str:
+def summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 

@@ -15,7 +15,7 @@ def test_daemon_and_client_stay_light() -> None:
     """`import hpd, hpd.client, hpd.daemon, hpd.trial` loads neither torch nor textual."""
     code = (
         "import sys, hpd, hpd.client, hpd.daemon, hpd.trial, hpd.cli;"
-        "print(' '.join(m for m in ('torch', 'textual') if m in sys.modules))"
+        "print(' '.join(m for m in ('torch', 'textual', 'ray') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

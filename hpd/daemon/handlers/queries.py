@@ -158,6 +158,7 @@ class QueryHandlers:
             out.append(
                 {
                     "slot": slot.name,
+                    "node": self.slots.nodes.get(slot.name),
                     "gpu": slot.gpu.index if slot.gpu else None,
                     "uuid": slot.gpu.uuid if slot.gpu else None,
                     "name": g.name if g else "cpu",

@@ -1,0 +1,71 @@
+"""A local Ray cluster for the Ray backend's tests: raylets on this machine with fake GPUs
+declared (Ray schedules by declared resources, so no GPU is needed), and hpd daemons started
+with ``--ray`` against it. Skipped where the ``hpd[ray]`` extra is not installed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpd.client.local import LocalDaemon
+from tests.conftest import REPO
+
+ray_cluster_utils = pytest.importorskip("ray.cluster_utils", reason="needs the hpd[ray] extra")
+
+GPUS_PER_NODE = 4
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A head and one more node, each with 4 fake GPUs and 1 CPU."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    c = ray_cluster_utils.Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "num_gpus": GPUS_PER_NODE, "include_dashboard": False},
+    )
+    c.add_node(num_cpus=1, num_gpus=GPUS_PER_NODE)
+    c.wait_for_nodes()
+    try:
+        yield c
+    finally:
+        c.shutdown()
+
+
+@pytest.fixture
+def ray_daemon(cluster: Any, tmp_path: Path) -> Iterator[Any]:
+    made: list[LocalDaemon] = []
+
+    def make(*args: str, **env: str) -> LocalDaemon:
+        d = LocalDaemon(
+            tmp_path / f"state{len(made)}",
+            args=["--ray", cluster.address, "--cpu-slots", "1", "--grace", "5", *args],
+            extra_env={"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", **env},
+            log=tmp_path / f"daemon{len(made)}.log",
+            cwd=REPO,
+        )
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        if d.alive():
+            d.stop(30)
+
+
+def slot_actor_pids() -> list[int]:
+    """The processes of live slot actors on this machine (Ray names them ray::SlotActor)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if f.read().startswith(b"ray::SlotActor"):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
