@@ -290,6 +290,17 @@ def _key_values(d: dict[str, Any]) -> None:
         click.echo(f"{k}: {_fmt(v)}")
 
 
+def _daemon_rows(info: dict[str, Any]) -> None:
+    nodes = info.get("nodes") or []
+    _key_values({k: v for k, v in info.items() if k != "nodes"})
+    if nodes:  # --ray: the slots by node
+        click.echo()
+        _table(
+            ["node", "gpu slots", "cpu slots", "busy"],
+            [[n["node"], n["gpu_slots"], n["cpu_slots"], n["busy"]] for n in nodes],
+        )
+
+
 def _status_rows(items: list[dict[str, Any]]) -> None:
     rows = []
     for s in items:
@@ -325,7 +336,7 @@ def status(state_dir: str | None, as_json: bool, exp: int | None) -> None:
     """One experiment's state, trial counts and best result (the daemon's, without EXP)."""
     if exp is None:
         info = _run(lambda: _client(state_dir).call("daemon"))
-        _print(info, as_json, _key_values)
+        _print(info, as_json, _daemon_rows)
         return
     _print(
         _run(lambda: _client(state_dir).call("status", exp=exp)),

@@ -3,6 +3,7 @@ file, on a local cluster of several raylets with fake GPUs (``tests/ray/conftest
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -53,6 +54,18 @@ def test_the_81_trial_asha_search_runs_on_the_cluster(ray_daemon: Any) -> None:
     assert check_asha(events, eta=3, mode="min", n_rungs=4) >= 27
     assert len(_nodes_used(events, gpus)) == 2  # both nodes ran segments
     assert "CUDA_VISIBLE_DEVICES=" in log and " node " in log  # Ray's GPU, not the lease's name
+    info = _cli(d, "status", "--json")
+    nodes = json.loads(info)["nodes"]
+    assert [(n["gpu_slots"], n["cpu_slots"]) for n in nodes] == [(GPUS_PER_NODE, 1)] * 2
+    human = _cli(d, "status")
+    assert "GPU SLOTS" in human and all(n["node"] in human for n in nodes)
+
+
+def _cli(d: Any, *args: str) -> str:
+    cmd = [sys.executable, "-m", "hpd", args[0], "--state-dir", str(d.state), *args[1:]]
+    out = subprocess.run(cmd, env=d.env, capture_output=True, text=True, timeout=WAIT_S)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def test_reports_reach_the_daemon_while_a_remote_segment_runs(ray_daemon: Any) -> None:

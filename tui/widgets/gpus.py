@@ -1,4 +1,5 @@
-"""``GpusView``: each slot's GPU utilisation and memory bars and the trials holding it."""
+"""``GpusView``: each slot's GPU utilisation and memory bars and the trials holding it (and the
+Ray node it lives on, for a daemon started with ``--ray``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def _meter(value: float | None, total: float | None, width: int = BAR) -> Text:
 
 def gpu_table(slots: list[dict[str, Any]]) -> Table:
     table = Table(expand=True, box=None, pad_edge=False, header_style="bold")
+    by_node = any(s.get("node") for s in slots)  # on a Ray cluster (hpd start --ray)
+    if by_node:
+        table.add_column("node", no_wrap=True)
     table.add_column("slot", no_wrap=True)
     table.add_column("util", no_wrap=True)
     table.add_column("mem", no_wrap=True)
@@ -31,6 +35,7 @@ def gpu_table(slots: list[dict[str, Any]]) -> Table:
     for s in slots:
         held = ",".join(f"#{t}" for t in s.get("trials") or []) or Text("idle", "dim")
         table.add_row(
+            *([str(s.get("node") or "")] if by_node else []),
             str(s["slot"]),
             _meter(s.get("utilization"), 100),
             _meter(s.get("memory_used_mb"), s.get("memory_total_mb")),

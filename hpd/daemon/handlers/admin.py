@@ -40,7 +40,21 @@ class AdminHandlers:
             "free_slots": len(table.free),
             "running": len(self.state.running),
             "degraded": self.state.degraded,
+            "nodes": self._nodes(),
         }
+
+    def _nodes(self) -> list[dict[str, Any]]:
+        """Slots by Ray node (``--ray``); empty on one machine."""
+        table, by_node = self.slots.table, self.slots.nodes
+        out: dict[str, dict[str, Any]] = {}
+        for slot in table.gpu_slots + table.cpu_slots:
+            label = by_node.get(slot.name)
+            if label is None:
+                continue
+            node = out.setdefault(label, {"node": label, "gpu_slots": 0, "cpu_slots": 0, "busy": 0})
+            node["gpu_slots" if slot.gpu is not None else "cpu_slots"] += 1
+            node["busy"] += slot not in table.free
+        return list(out.values())
 
     async def stop(self) -> dict[str, Any]:
         # After the answer is written: the client hears "stopping" before the socket closes.
