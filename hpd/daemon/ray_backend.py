@@ -188,7 +188,7 @@ class RayLauncher:
             return Outcome("crashed", str(exc))
         except SlotLost as exc:
             return await self._lost(slot, exc)
-        return Outcome("ok", end={k: end[k] for k in ("reports", "checkpoint") if k in end})
+        return Outcome.answered(end)
 
     async def _lost(self, slot: RemoteSlot, exc: SlotLost) -> Outcome:
         if slot.killed:
@@ -252,12 +252,4 @@ def _segment(launch: Launch) -> dict[str, object]:
             "workdir": launch.cwd,
             "header": launch.header,
         }
-    args: dict[str, object] = dict(launch.segment)
-    args.update(
-        log=str(launch.log_path),
-        workdir=launch.cwd,
-        entrypoint=launch.entrypoint,
-        env=launch.extra.get("spec_env", {}),
-        header=launch.header,
-    )
-    return args
+    return launch.warm_args()

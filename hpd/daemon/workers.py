@@ -44,6 +44,12 @@ class Outcome:
     # not yet validated or recorded (the daemon does both, with the segment's result).
     end: Mapping[str, Any] | None = None
 
+    @classmethod
+    def answered(cls, answer: object) -> Outcome:
+        """A warm worker's answer: what it carried of the segment's end."""
+        end = answer if isinstance(answer, dict) else {}
+        return cls("ok", end={k: end[k] for k in ("reports", "checkpoint") if k in end})
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -65,6 +71,19 @@ class Launch:
     entrypoint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     header: str = ""  # the first line of this segment in the trial's log
+
+    def warm_args(self) -> dict[str, Any]:
+        """The 'run' a warm worker gets (here, or a slot actor on a Ray node): the segment,
+        its log, workdir, entrypoint and the spec's environment."""
+        args = dict(self.segment)
+        args.update(
+            log=str(self.log_path),
+            workdir=self.cwd,
+            entrypoint=self.entrypoint,
+            env=self.extra.get("spec_env", {}),
+            header=self.header,
+        )
+        return args
 
 
 def trial_environment(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
@@ -191,16 +210,9 @@ class WarmWorker:
         """Send one segment; serve its report/checkpoint requests until it answers."""
         self._next_id += 1
         run_id = self._next_id
-        args = dict(launch.segment)
-        args.update(
-            log=str(launch.log_path),
-            workdir=launch.cwd,
-            entrypoint=launch.entrypoint,
-            env=launch.extra.get("spec_env", {}),
-            header=launch.header,
-        )
+        request = protocol.Request("run", launch.warm_args(), run_id)
         try:
-            self._writer.write(protocol.encode_request(protocol.Request("run", args, run_id)))
+            self._writer.write(protocol.encode_request(request))
             await self._writer.drain()
             return await self._serve_until(run_id, handler)
         except (ConnectionError, asyncio.IncompleteReadError, ProtocolError) as exc:
@@ -219,8 +231,7 @@ class WarmWorker:
             if resp.id != run_id:
                 continue
             if resp.ok:
-                end = resp.result if isinstance(resp.result, dict) else {}
-                return Outcome("ok", end={k: end[k] for k in ("reports", "checkpoint") if k in end})
+                return Outcome.answered(resp.result)
             return Outcome("crashed", resp.error_message)
 
     async def _answer(self, req: protocol.Request, handler: Handler) -> None:
