@@ -70,8 +70,20 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def run_hpd(trials: int, slots: int, sleep: float = 0.0, searcher: str = "asha") -> dict[str, Any]:
-    with daemon(fake_gpus=slots, args=("--cpu-slots", "1")) as client:
+def run_hpd(
+    trials: int,
+    slots: int,
+    sleep: float = 0.0,
+    searcher: str = "asha",
+    ray_address: str | None = None,
+) -> dict[str, Any]:
+    """One search on a fresh daemon: on ``slots`` fake GPUs of this machine, or, with
+    ``ray_address``, on the GPUs of that Ray cluster (``hpd start --ray``; its slot actors are
+    created by the search, so their start-up is in the wall time as warm workers' is)."""
+    args = ("--cpu-slots", "1")
+    if ray_address:
+        args += ("--ray", ray_address)
+    with daemon(fake_gpus=slots, args=args) as client:
         pid = int(client.ping()["pid"])
         t0 = time.monotonic()
         exp = client.submit(hpd_spec(trials, slots, sleep, searcher))

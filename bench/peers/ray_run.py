@@ -7,6 +7,12 @@ CPUs), ``--sleep`` seconds of simulated work per epoch. Prints one JSON line: wa
 ``Tuner.fit`` (ray.init timed apart), reports, the configurations tried, the best found, the
 driver's peak RSS and the peak summed RSS of the driver and all its descendants (raylet, GCS,
 workers), sampled every 0.25 s.
+
+With ``--address HOST:PORT`` it joins that cluster instead of starting one (bench/scaling.py
+--ray: the same local cluster as hpd's Ray backend); the tree RSS is then the driver's alone,
+the cluster's processes not being its children. ``--gpus-per-trial G`` makes each trial hold
+G GPUs besides its CPU (Tune's default is one CPU and no GPU), so that on a cluster of fake
+GPUs a trial occupies one GPU as hpd's slot does.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from curve import loss
@@ -62,6 +69,11 @@ class TreeRss(threading.Thread):
             self.peak = max(self.peak, total)
 
 
+def where() -> str:
+    node = ray.get_runtime_context().get_node_id()[:8]
+    return f"{node} gpu {','.join(str(g) for g in ray.get_gpu_ids())}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=256)
@@ -70,30 +82,40 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-epochs", type=int, default=27)
     ap.add_argument("--time-limit", type=float, default=None, help="Tune's time_budget_s")
+    ap.add_argument("--address", default=None, help="join this Ray cluster (HOST:PORT)")
+    ap.add_argument("--gpus-per-trial", type=float, default=0.0)
     args = ap.parse_args()
     sleep, max_epochs = args.sleep, args.max_epochs
 
     def trainable(config: dict) -> None:
         lr, mom = config["lr"], config["momentum"]
+        # On fake GPUs, where each trial ran: which GPUs Ray gave it, on which node.
+        extra = {"where": where()} if args.gpus_per_trial else {}
         for epoch in range(1, max_epochs + 1):
             if sleep:
                 time.sleep(sleep)
-            tune.report({"loss": loss(lr, mom, epoch), "epoch": epoch})
+            tune.report({"loss": loss(lr, mom, epoch), "epoch": epoch, **extra})
 
     mem = TreeRss()
     mem.start()
     tmp = tempfile.TemporaryDirectory(prefix="ray-bench-")
     t_init = time.monotonic()
-    ray.init(
-        num_cpus=args.workers,
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-        _temp_dir=os.path.join(tmp.name, "r"),
-    )
+    if args.address:
+        ray.init(address=args.address, logging_level="ERROR", log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=args.workers,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+            _temp_dir=os.path.join(tmp.name, "r"),
+        )
     init_s = time.monotonic() - t_init
+    to_run: Any = trainable
+    if args.gpus_per_trial:
+        to_run = tune.with_resources(trainable, {"cpu": 1, "gpu": args.gpus_per_trial})
     tuner = tune.Tuner(
-        trainable,
+        to_run,
         param_space={"lr": tune.loguniform(1e-4, 1.0), "momentum": tune.uniform(0.0, 1.0)},
         tune_config=tune.TuneConfig(
             metric="loss",
@@ -121,6 +143,7 @@ def main() -> None:
             configs.append([r.config["lr"], r.config["momentum"]])
         reports += n
         epochs += n
+    metrics = [r.metrics or {} for r in results]
     best = results.get_best_result(metric="loss", mode="min", scope="last")
     print(
         json.dumps(
@@ -143,6 +166,9 @@ def main() -> None:
                 if best and best.config
                 else None,
                 "cut": len(configs) < args.trials,
+                # Distinct (node, GPUs) a trial ran on, and distinct actor processes used.
+                "placements": len({m["where"] for m in metrics if "where" in m}),
+                "actors": len({m["pid"] for m in metrics if "pid" in m}),
             }
         )
     )
