@@ -14,7 +14,6 @@ does).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -209,9 +208,9 @@ class RayLauncher:
             await asyncio.sleep(1.0)
 
     async def prewarm(self, exp: Experiment, leases: Sequence[gpus.Lease]) -> None:
-        for lease in leases:
-            with contextlib.suppress(Exception):  # a failure here is retried at launch
-                await self._actor(lease)
+        # All at once: Ray starts the actors' processes in parallel, node by node. A failure
+        # here is retried at launch.
+        await asyncio.gather(*(self._actor(lease) for lease in leases), return_exceptions=True)
 
     def discard(self, lease: gpus.Lease) -> None:
         slot = self._actors.pop(lease.label, None)
