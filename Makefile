@@ -48,6 +48,7 @@ bench: $(VENV)/.dev bench-peers
 	$(PY) -m bench.peers.curve
 	$(PY) -m bench.overhead --trials 256 --repeats 3
 	$(PY) -m bench.scaling
+	$(PY) -m bench.scaling --ray
 	$(PY) -m bench.asynchrony
 	$(PY) -m bench.subset
 	$(PY) -m bench.gpu
