@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from hpd.client import Client
+from hpd.client import FINAL_EXPERIMENT_STATES, Client
 from hpd.errors import DaemonNotRunning, HpdError, RemoteError, SpecError
 from hpd.io.paths import layout
 
@@ -583,7 +583,7 @@ def demo(state_dir: str | None, keep: bool) -> None:
         line = (
             f"  {time.monotonic() - t0:5.1f}s  {st['state']:<9} {counts}  best val_acc {_fmt(best)}"
         )
-        done = st["state"] in ("completed", "failed", "cancelled")
+        done = st["state"] in FINAL_EXPERIMENT_STATES
         if tty:
             click.echo("\r" + line.ljust(100), nl=done)
         elif line[8:] != last or done:

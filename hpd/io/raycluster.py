@@ -73,9 +73,6 @@ class Node:
         return self.node_id[:8]
 
 
-# == the daemon's side ========================================================================
-
-
 class Cluster:
     """The daemon as a driver of one Ray cluster."""
 
