@@ -62,12 +62,12 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #       --platform manylinux2014_x86_64 -d .gpu-data/wheels \
-#       aiosqlite==0.22.1 textual==8.2.8 mdit-py-plugins==0.7.0 platformdirs==4.14.9 \
+#       textual==8.2.8 mdit-py-plugins==0.7.0 platformdirs==4.14.9 \
 #       linkify-it-py==2.2.0 uc-micro-py==2.0.0 rich==15.0.0 markdown-it-py==4.3.0
 #   mkdir -p .gpu-data && cp -r ../shared/data/fashion-mnist .gpu-data/    # 30 MB
 # The device's image already has torch, torchvision, numpy, click, pyyaml, nvidia-ml-py,
-# matplotlib, pytest and pytest-timeout; hpd itself needs only aiosqlite of the rest (textual
-# and its helpers are for the TUI; rich and markdown-it-py ride along so textual finds the
+# matplotlib, pytest and pytest-timeout; hpd itself needs none of the rest (textual and its
+# helpers are for the TUI; rich and markdown-it-py ride along so textual finds the
 # versions it wants). pytest-asyncio is left out: tests/gpu has no async test, and the tests
 # step loads no plugin but pytest-timeout (pytest only warns about the asyncio_mode option it
 # does not know). Keep one version of each wheel: two stop the install.
@@ -181,7 +181,7 @@ import sys
 import importlib.util
 import os
 
-import aiosqlite, click, numpy, pynvml, yaml  # noqa: F401  (what hpd and the steps need)
+import click, numpy, pynvml, yaml  # noqa: F401  (what hpd and the steps need)
 
 import hpd
 
