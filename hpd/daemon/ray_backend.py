@@ -57,6 +57,7 @@ class NodeSlots:
                 0,
                 0,
                 None,
+                machine=node.node_id,
             )
             self.next_gpu_index += 1
             made += [gpus.Slot(info, i) for i in range(slots_per_gpu)]

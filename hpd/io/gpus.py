@@ -30,6 +30,7 @@ class GpuInfo:
     memory_total_mb: int
     memory_used_mb: int
     utilization: int | None
+    machine: str = ""  # the Ray node it is on (hpd start --ray); "" = this machine
 
     @property
     def memory_free_mb(self) -> int:
@@ -197,6 +198,25 @@ class Lease:
         }
 
 
+def _distinct_gpus(
+    slots: list[Slot], n: int, min_free_memory_mb: int, samples: dict[str, GpuInfo]
+) -> list[Slot] | None:
+    """``n`` of ``slots`` on distinct GPUs with enough free memory, in order; or None."""
+    chosen: list[Slot] = []
+    used: set[str] = set()
+    for s in slots:
+        assert s.gpu is not None
+        if s.gpu.uuid in used:
+            continue
+        if samples.get(s.gpu.uuid, s.gpu).memory_free_mb < min_free_memory_mb:
+            continue
+        chosen.append(s)
+        used.add(s.gpu.uuid)
+        if len(chosen) == n:
+            return chosen
+    return None
+
+
 @dataclass
 class SlotTable:
     """Which slots exist and which are leased. Not thread-safe; the daemon loop owns it."""
@@ -243,19 +263,16 @@ class SlotTable:
                     self.free.discard(s)
                     return Lease((s,))
             return None
-        chosen: list[Slot] = []
-        used_gpus: set[str] = set()
         # Fill the least-loaded GPU first so packing spreads before it stacks.
-        for s in sorted(self._free_gpu_slots(), key=self._load_key):
+        candidates = sorted(self._free_gpu_slots(), key=self._load_key)
+        # A lease's GPUs are on one machine (a Ray node): a process cannot span two.
+        machines: dict[str, list[Slot]] = {}
+        for s in candidates:
             assert s.gpu is not None
-            if s.gpu.uuid in used_gpus:
-                continue
-            info = (samples or {}).get(s.gpu.uuid, s.gpu)
-            if info.memory_free_mb < min_free_memory_mb:
-                continue
-            chosen.append(s)
-            used_gpus.add(s.gpu.uuid)
-            if len(chosen) == gpus_per_trial:
+            machines.setdefault(s.gpu.machine, []).append(s)
+        for group in machines.values():
+            chosen = _distinct_gpus(group, gpus_per_trial, min_free_memory_mb, samples or {})
+            if chosen:
                 self.free.difference_update(chosen)
                 return Lease(tuple(chosen))
         return None

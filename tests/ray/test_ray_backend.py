@@ -68,6 +68,22 @@ def _cli(d: Any, *args: str) -> str:
     return out.stdout
 
 
+def test_a_two_gpu_trial_gets_both_gpus_on_one_node(ray_daemon: Any) -> None:
+    d = ray_daemon().start()
+    spec = synthetic_spec(
+        searcher={"max_trials": 9}, resources={"gpus_per_trial": 2, "max_concurrent": 4}
+    )
+    with d.client() as c:
+        gpus = c.call("gpus")
+        exp = c.submit(spec)
+        assert exp.wait(timeout=WAIT_S * 2)["state"] == "completed"
+        events = exp.events()
+    node_of = {g["uuid"]: g["node"] for g in gpus if g["uuid"]}
+    starts = [e for e in events if e["type"] == "segment_started"]
+    assert starts and all(len(e["gpus"]) == 2 for e in starts)
+    assert all(len({node_of[u] for u in e["gpus"]}) == 1 for e in starts)
+
+
 def test_reports_reach_the_daemon_while_a_remote_segment_runs(ray_daemon: Any) -> None:
     """Live curves: a trial's epochs show up before its segment ends."""
     d = ray_daemon().start()

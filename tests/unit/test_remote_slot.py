@@ -154,3 +154,18 @@ def test_slots_of_a_node_that_left_are_never_leased_again() -> None:
     assert table.free == {b} and table.gpu_slots == [b]
     table.add([a])  # the node came back
     assert a in table.free
+
+
+def test_a_multi_gpu_lease_takes_its_gpus_on_one_machine() -> None:
+    """On a cluster a process cannot span two nodes: with one free GPU on node a and two on
+    node b, a 2-GPU lease takes b's two, and a third request finds nothing."""
+
+    def on(node: str, i: int) -> gpus.Slot:
+        return gpus.Slot(gpus.GpuInfo(i, f"{node}{i}", "", 0, 0, None, node), 0)
+
+    table = gpus.SlotTable.build([], slots_per_gpu=1, cpu_slots=0)
+    table.add([on("a", 0), on("b", 1), on("b", 2)])
+    lease = table.acquire(2)
+    assert lease is not None and {g.machine for g in lease.gpus} == {"b"}
+    assert table.acquire(2) is None
+    assert table.acquire(1) is not None  # a's GPU still serves a one-GPU trial
