@@ -208,7 +208,9 @@ def _distinct_gpus(
         assert s.gpu is not None
         if s.gpu.uuid in used:
             continue
-        if samples.get(s.gpu.uuid, s.gpu).memory_free_mb < min_free_memory_mb:
+        info = samples.get(s.gpu.uuid, s.gpu)
+        # A total of 0 is unknown (a Ray node's GPU, not sampled): nothing to hold against it.
+        if info.memory_total_mb and info.memory_free_mb < min_free_memory_mb:
             continue
         chosen.append(s)
         used.add(s.gpu.uuid)

@@ -169,3 +169,10 @@ def test_a_multi_gpu_lease_takes_its_gpus_on_one_machine() -> None:
     assert lease is not None and {g.machine for g in lease.gpus} == {"b"}
     assert table.acquire(2) is None
     assert table.acquire(1) is not None  # a's GPU still serves a one-GPU trial
+
+
+def test_a_gpu_of_unknown_memory_is_not_held_to_min_free_memory() -> None:
+    """Remote GPUs are not sampled (total 0): min_free_memory_mb cannot refuse them forever."""
+    table = gpus.SlotTable.build([], slots_per_gpu=1, cpu_slots=0)
+    table.add([_slot("remote")])
+    assert table.acquire(1, min_free_memory_mb=1000) is not None
