@@ -116,9 +116,12 @@ def test_command_trials_run_as_processes_of_the_actors(ray_daemon: Any) -> None:
     assert sum(t["restarts"] for t in trials) == 0
 
 
+@pytest.mark.parametrize("graceful", [True, False], ids=["node-removed", "node-crashed"])
 def test_a_node_lost_mid_search_requeues_its_segments_and_loses_nothing(
-    cluster: Any, ray_daemon: Any
+    cluster: Any, ray_daemon: Any, graceful: bool
 ) -> None:
+    """Removed (the raylet stops its workers) or crashed (its raylet SIGKILLed: Ray first says
+    only "unavailable", and declares the node dead after its health checks, ~15 s)."""
     extra = cluster.add_node(num_cpus=1, num_gpus=GPUS_PER_NODE)
     cluster.wait_for_nodes()
     d = ray_daemon().start()
@@ -140,7 +143,7 @@ def test_a_node_lost_mid_search_requeues_its_segments_and_loses_nothing(
 
         wait_until(on_extra, what="segments on the extra node and a first result")
         before = {t["id"]: dict(t["results"]) for t in exp.trials()}
-        cluster.remove_node(extra)
+        cluster.remove_node(extra, allow_graceful=graceful)
         status = exp.wait(timeout=WAIT_S * 3)
         assert status["state"] == "completed", status
         trials, events = exp.trials(), exp.events()
