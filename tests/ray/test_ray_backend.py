@@ -103,6 +103,26 @@ def test_reports_reach_the_daemon_while_a_remote_segment_runs(ray_daemon: Any) -
         assert exp.wait(timeout=WAIT_S)["state"] == "completed"
 
 
+def test_a_silent_remote_trial_is_killed_by_the_progress_timeout(ray_daemon: Any) -> None:
+    """No report for progress_timeout_s: the engine's SIGKILL ends the actor (ray.kill); the
+    trial's crash is counted, and the slot gets a new actor for what follows."""
+    d = ray_daemon().start()
+    spec = _slow(
+        synthetic_spec(
+            searcher={"name": "random", "max_trials": 2, "min_resource": 1, "max_resource": 1},
+            resources={"gpus_per_trial": 1, "max_concurrent": 1},
+            limits={"progress_timeout_s": 2, "max_restarts": 0},
+        ),
+        600.0,
+    )
+    with d.client() as c:
+        exp = c.submit(spec)
+        assert exp.wait(timeout=WAIT_S)["state"] == "failed"
+        trials = exp.trials()
+    assert [t["state"] for t in trials] == ["failed", "failed"]  # the second ran on a new actor
+    assert all("no progress for 2 s" in (t["error"] or "") for t in trials)
+
+
 def test_command_trials_run_as_processes_of_the_actors(ray_daemon: Any) -> None:
     d = ray_daemon().start()
     spec = synthetic_spec(searcher={"max_trials": 9})
