@@ -14,6 +14,7 @@ does).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -132,8 +133,8 @@ async def watch_nodes(
     cpu_slots: int,
     on_change: Callable[[], None],
 ) -> None:
-    """Follow the cluster: a node that joins brings its slots, one that leaves takes them."""
-    known = {n.node_id for n in placed.node_of.values()}
+    """Follow the cluster: a node that joins brings its slots, one that leaves takes them; and
+    sample every node's GPUs (memory, utilisation) for the UI and ``min_free_memory_mb``."""
     while True:
         await asyncio.sleep(NODE_POLL_S)
         try:
@@ -141,25 +142,62 @@ async def watch_nodes(
         except Exception:
             logger.warning("cannot list the cluster's nodes", exc_info=True)
             continue
-        alive = {n.node_id: n for n in nodes}
-        for node_id in known - alive.keys():
-            gone = placed.of(node_id)
-            slots.table.retire(gone)
-            for s in gone:
-                del placed.node_of[s]
-            logger.warning("node %s left the cluster: %d slots retired", node_id[:8], len(gone))
-        for node_id in alive.keys() - known:
-            node = alive[node_id]
-            new = placed.make(
-                node, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots_of(node, cpu_slots)
-            )
-            slots.table.add(new)
-            logger.info("node %s joined the cluster: %d slots", node.short, len(new))
-        if alive.keys() != known:
-            slots.samples = _samples(placed)
-            slots.nodes = _labels(placed)
-            known = set(alive)
+        if _follow(nodes, slots, placed, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots):
             on_change()
+        try:
+            sampled = await asyncio.to_thread(cluster.sample_gpus, nodes)
+        except Exception:
+            logger.warning("cannot sample the cluster's GPUs", exc_info=True)
+            continue
+        slots.samples.update(_sampled(placed, sampled))
+
+
+def _follow(
+    nodes: Sequence[Node], slots: Slots, placed: NodeSlots, *, slots_per_gpu: int, cpu_slots: int
+) -> bool:
+    """Retire the slots of nodes that left, add those of nodes that joined; any change?"""
+    known = {n.node_id for n in placed.node_of.values()}
+    alive = {n.node_id: n for n in nodes}
+    for node_id in known - alive.keys():
+        gone = placed.of(node_id)
+        slots.table.retire(gone)
+        for s in gone:
+            del placed.node_of[s]
+        logger.warning("node %s left the cluster: %d slots retired", node_id[:8], len(gone))
+    for node_id in alive.keys() - known:
+        node = alive[node_id]
+        new = placed.make(
+            node, slots_per_gpu=slots_per_gpu, cpu_slots=cpu_slots_of(node, cpu_slots)
+        )
+        slots.table.add(new)
+        logger.info("node %s joined the cluster: %d slots", node.short, len(new))
+    if alive.keys() == known:
+        return False
+    slots.samples = _samples(placed)
+    slots.nodes = _labels(placed)
+    return True
+
+
+def _sampled(placed: NodeSlots, sampled: dict[str, list[gpus.GpuInfo]]) -> dict[str, gpus.GpuInfo]:
+    """Our GPU j of a node gets that node's NVML GPU j's memory and utilisation (Ray numbers
+    a node's GPUs as NVML does when the raylet sees them all)."""
+    ours: dict[str, dict[int, gpus.GpuInfo]] = {}
+    for slot, node in placed.node_of.items():
+        if slot.gpu is not None:
+            j = int(slot.gpu.uuid.rsplit("-", 1)[1])
+            ours.setdefault(node.node_id, {})[j] = slot.gpu
+    out = {}
+    for node_id, seen in sampled.items():
+        mine = ours.get(node_id, {})
+        for j, info in enumerate(sorted(seen, key=lambda g: g.index)):
+            if j in mine:
+                out[mine[j].uuid] = dataclasses.replace(
+                    mine[j],
+                    memory_total_mb=info.memory_total_mb,
+                    memory_used_mb=info.memory_used_mb,
+                    utilization=info.utilization,
+                )
+    return out
 
 
 class RayLauncher:

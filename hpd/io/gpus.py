@@ -153,6 +153,21 @@ def probe_from_env(gpus: str = "auto") -> GpuProbe | None:
         return None
 
 
+def sample_this_machine() -> list[GpuInfo]:
+    """This machine's GPUs now (NVML, or ``HPD_FAKE_GPUS``'s fakes); [] without any. Run on a
+    Ray node by the daemon's GPU sampling (``hpd.io.raycluster``)."""
+    try:
+        probe = probe_from_env("auto")
+    except GpuError:
+        return []
+    if probe is None:
+        return []
+    try:
+        return probe.list()
+    finally:
+        probe.close()
+
+
 def parse_gpu_selection(gpus: str) -> frozenset[int] | None:
     """``auto``/``none`` -> None; ``0,2`` -> {0, 2}."""
     if gpus in ("auto", "none"):

@@ -32,6 +32,7 @@ from typing import Any
 
 from hpd.core import protocol
 from hpd.errors import HpdError, RemoteError
+from hpd.io.gpus import GpuInfo, sample_this_machine
 
 RAY_MISSING = 'hpd start --ray needs Ray, which is not installed: pip install "hpd[ray]"'
 NAMESPACE = "hpd"
@@ -156,6 +157,29 @@ class Cluster:
                 _check_probe(self._ray, root, nonce, node, ref, timeout_s)
         finally:
             ours.unlink(missing_ok=True)
+
+    def sample_gpus(self, nodes: list[Node], timeout_s: float = 5.0) -> dict[str, list[GpuInfo]]:
+        """Each node's GPUs as NVML sees them there (memory, utilisation), by node id. A node
+        that does not answer in time is left out (its GPUs keep their last sample)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        sample = self._ray.remote(sample_this_machine)
+        refs = {
+            node.node_id: sample.options(
+                num_cpus=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
+            ).remote()
+            for node in nodes
+            if node.gpus
+        }
+        ready, _ = self._ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        done = set(ready)
+        out: dict[str, list[GpuInfo]] = {}
+        for node_id, ref in refs.items():
+            if ref in done:
+                with contextlib.suppress(Exception):
+                    out[node_id] = list(self._ray.get(ref))
+        return out
 
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):

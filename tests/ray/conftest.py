@@ -21,14 +21,24 @@ GPUS_PER_NODE = 4
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    """A head and one more node, each with 4 fake GPUs and 1 CPU."""
+    """A head and one more node, each with 4 fake GPUs and 1 CPU. Their raylets (and so every
+    worker) see HPD_FAKE_GPUS=4, so that sampling a node's GPUs finds 4 fakes, as NVML would
+    find its real ones; the test process's own environment is left as it was."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    c = ray_cluster_utils.Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "num_gpus": GPUS_PER_NODE, "include_dashboard": False},
-    )
-    c.add_node(num_cpus=1, num_gpus=GPUS_PER_NODE)
-    c.wait_for_nodes()
+    saved = os.environ.get("HPD_FAKE_GPUS")
+    os.environ["HPD_FAKE_GPUS"] = str(GPUS_PER_NODE)
+    try:
+        c = ray_cluster_utils.Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 1, "num_gpus": GPUS_PER_NODE, "include_dashboard": False},
+        )
+        c.add_node(num_cpus=1, num_gpus=GPUS_PER_NODE)
+        c.wait_for_nodes()
+    finally:
+        if saved is None:
+            os.environ.pop("HPD_FAKE_GPUS", None)
+        else:
+            os.environ["HPD_FAKE_GPUS"] = saved
     try:
         yield c
     finally:

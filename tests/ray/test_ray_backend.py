@@ -84,6 +84,21 @@ def test_a_two_gpu_trial_gets_both_gpus_on_one_node(ray_daemon: Any) -> None:
     assert all(len({node_of[u] for u in e["gpus"]}) == 1 for e in starts)
 
 
+def test_remote_gpus_are_sampled_and_min_free_memory_holds(ray_daemon: Any) -> None:
+    """Each node's GPUs are sampled there (fakes here: 81,559 MB each), shown per slot, and
+    a search that asks for free memory runs on them."""
+    d = ray_daemon().start()
+    with d.client() as c:
+
+        def sampled() -> list[dict[str, Any]]:
+            remote = [g for g in c.call("gpus") if g["uuid"]]
+            return remote if all(g["memory_total_mb"] == 81559 for g in remote) else []
+
+        assert len(wait_until(sampled, what="every remote GPU sampled")) == 2 * GPUS_PER_NODE
+        spec = synthetic_spec(searcher={"max_trials": 9}, resources={"min_free_memory_mb": 1000})
+        assert c.submit(spec).wait(timeout=WAIT_S)["state"] == "completed"
+
+
 def test_reports_reach_the_daemon_while_a_remote_segment_runs(ray_daemon: Any) -> None:
     """Live curves: a trial's epochs show up before its segment ends."""
     d = ray_daemon().start()
