@@ -4,7 +4,8 @@
 The engine, the ladder, the store and every handler are the same as on one machine; only where
 a segment runs changes. A slot is one GPU of one node (``--slots-per-gpu`` of them per GPU), or
 one CPU of a node for ``gpus_per_trial = 0`` trials; each slot's actor is created on its node
-when first needed and kept warm. ``watch_nodes`` follows nodes joining and leaving. A segment
+when first needed and kept warm. ``watch_nodes`` follows nodes joining and leaving and samples
+their GPUs. A segment
 whose node left the cluster ends as *lost* (requeued from its last registered checkpoint, no
 restart counted); an actor that died on a live node is a crash of the trial, as a dead warm
 worker is on one machine. Must never touch the store or import ray (``hpd.io.raycluster``
