@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hpd.client.local import LocalDaemon
-from tests.conftest import REPO
 
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils", reason="needs the hpd[ray] extra")
 
@@ -46,24 +44,16 @@ def cluster() -> Iterator[Any]:
 
 
 @pytest.fixture
-def ray_daemon(cluster: Any, tmp_path: Path) -> Iterator[Any]:
-    made: list[LocalDaemon] = []
+def ray_daemon(cluster: Any, daemon_factory: Any) -> Any:
+    """``daemon_factory``'s daemons, started with ``--ray`` on the local cluster."""
 
     def make(*args: str, **env: str) -> LocalDaemon:
-        d = LocalDaemon(
-            tmp_path / f"state{len(made)}",
-            args=["--ray", cluster.address, "--cpu-slots", "1", "--grace", "5", *args],
-            extra_env={"PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", **env},
-            log=tmp_path / f"daemon{len(made)}.log",
-            cwd=REPO,
+        ray_args = ["--ray", cluster.address, "--cpu-slots", "1", "--grace", "5", *args]
+        return daemon_factory(  # type: ignore[no-any-return]
+            fake_gpus=0, args=ray_args, RAY_USAGE_STATS_ENABLED="0", **env
         )
-        made.append(d)
-        return d
 
-    yield make
-    for d in made:
-        if d.alive():
-            d.stop(30)
+    return make
 
 
 def slot_actor_pids() -> list[int]:
